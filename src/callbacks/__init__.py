@@ -1,0 +1,1 @@
+"""Lightning callbacks (image and video logging)."""

@@ -1,0 +1,65 @@
+"""Log prediction | ground truth | error grids of the first validation batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from src.utils.io import write_png
+
+
+def make_grid(rows: list[torch.Tensor], max_images: int) -> np.ndarray:
+    """Stack image batches into one uint8 picture: one row per image, one column per entry of ``rows``.
+
+    Args:
+        rows: tensors (B,3,H,W) in [0,1] (same B, H, W).
+        max_images: at most this many images (rows of the picture).
+
+    Returns:
+        (n*H, len(rows)*W, 3) uint8.
+    """
+    n = min(max_images, rows[0].shape[0])
+    cols = [torch.cat([r[i] for r in rows], dim=2) for i in range(n)]  # each (3,H,k*W)
+    grid = torch.cat(cols, dim=1).clamp(0, 1)
+    return (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+class ImageGridCallback(pl.Callback):
+    """Each validation epoch: prediction | ground truth | 4x abs error | normals, saved and logged.
+
+    Expects ``validation_step`` to return a dict with ``pred`` and ``target`` (B,3,H,W) and optionally
+    ``normals`` (B,3,H,W) in [-1,1]. Writes ``<log dir>/images/val_epoch_XXX.png`` and, for loggers
+    with ``log_image`` (wandb), logs it as ``val/images``.
+    """
+
+    def __init__(self, max_images: int = 4) -> None:
+        self.max_images = max_images
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        if (
+            batch_idx != 0
+            or not isinstance(outputs, dict)
+            or "pred" not in outputs
+            or trainer.sanity_checking
+        ):
+            return
+        pred, target = outputs["pred"].float(), outputs["target"].float()
+        rows = [pred, target, ((pred - target).abs() * 4).clamp(0, 1)]
+        if "normals" in outputs:
+            rows.append(
+                (outputs["normals"].float() + 1) / 2 * (outputs["normals"].abs().sum(1, keepdim=True) > 0)
+            )
+        grid = make_grid(rows, self.max_images)
+        if trainer.is_global_zero:
+            out_dir = Path(trainer.default_root_dir) / "images"
+            write_png(out_dir / f"val_epoch_{trainer.current_epoch:03d}.png", grid)
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key="val/images", images=[grid], step=trainer.global_step)

@@ -1,0 +1,1 @@
+"""Data: the on-disk subject layout, the synthetic subject generator and the LightningDataModule."""

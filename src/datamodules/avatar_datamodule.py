@@ -1,0 +1,162 @@
+"""LightningDataModule over one subject layout, with train/val/test splits by frame range."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from src.datamodules.dataset import SubjectFrames
+from src.datamodules.layout import LayoutError, SubjectLayout
+from src.datamodules.synthetic.generate import config_hash, generate_subject
+from src.utils.config import to_plain
+
+log = logging.getLogger(__name__)
+
+
+def split_ranges(n_frames: int, val_frames: int, test_frames: int) -> dict[str, list[int]]:
+    """Frame indices per split: train first, then val, then the last ``test_frames`` held out.
+
+    Raises:
+        LayoutError: if the splits leave no training frames.
+    """
+    n_train = n_frames - val_frames - test_frames
+    if n_train < 1 or val_frames < 0 or test_frames < 0:
+        raise LayoutError(
+            f"{n_frames} frames cannot hold {val_frames} val + {test_frames} test frames and still train; "
+            "lower data.val_frames/data.test_frames or use a longer sequence"
+        )
+    return {
+        "train": list(range(n_train)),
+        "val": list(range(n_train, n_train + val_frames)),
+        "test": list(range(n_train + val_frames, n_frames)),
+    }
+
+
+class AvatarDataModule(pl.LightningDataModule):
+    """Frames, masks, segmentation, normals and landmarks of one subject.
+
+    Args:
+        root: subject folder (the layout of src/datamodules/layout.py).
+        batch_size: global batch size; each process gets batch_size // world_size.
+        num_workers: DataLoader workers.
+        val_frames: frames right before the test range used for validation.
+        test_frames: last frames of the sequence, held out.
+        generator: synthetic-subject settings; when given, prepare_data renders the subject into
+            ``root`` unless a complete render with the same settings is already there.
+        headmodel: head-model config used by the generator (instantiated only when generating).
+        params_source: "ground_truth", "tracking" or "auto" (tracking if present, else ground truth).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        batch_size: int = 4,
+        num_workers: int = 0,
+        val_frames: int = 4,
+        test_frames: int = 16,
+        generator: dict[str, Any] | None = None,
+        headmodel: dict[str, Any] | None = None,
+        params_source: str = "auto",
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.layout = SubjectLayout(self.root)
+        self.batch_size = batch_size
+        self.batch_size_per_device = batch_size
+        self.num_workers = num_workers
+        self.val_frames = val_frames
+        self.test_frames = test_frames
+        self.generator = to_plain(generator)
+        self.headmodel_cfg = to_plain(headmodel)
+        self.params_source = params_source
+        self.pin_memory = pin_memory
+        self.meta: dict[str, Any] | None = None
+        self.splits: dict[str, list[int]] = {}
+        self.datasets: dict[str, SubjectFrames] = {}
+
+    def prepare_data(self) -> None:
+        """Render the synthetic subject once (cached by a hash of its settings)."""
+        if self.generator is None:
+            if not self.layout.exists():
+                raise LayoutError(f"{self.root} holds no processed subject; preprocess a video into it first")
+            return
+        if self.layout.exists() and self.layout.read_meta().get("config_hash") == config_hash(self.generator):
+            return
+        if self.headmodel_cfg is None:
+            raise LayoutError("data.generator is set but data.headmodel is not; set headmodel=ict")
+        log.info("rendering the synthetic subject into %s", self.root)
+        headmodel = hydra.utils.instantiate(self.headmodel_cfg)
+        generate_subject(self.root, headmodel, config=self.generator, **self.generator)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Validate the layout, build the splits and the per-device batch size."""
+        if self.trainer is not None:
+            world = self.trainer.world_size
+            if self.batch_size % world:
+                raise ValueError(
+                    f"data.batch_size={self.batch_size} is not divisible by the {world} processes; "
+                    "choose a multiple of trainer.devices * num_nodes"
+                )
+            self.batch_size_per_device = self.batch_size // world
+        if self.meta is None:
+            self.meta = self.layout.validate()
+            self.splits = split_ranges(self.meta["n_frames"], self.val_frames, self.test_frames)
+            self.datasets = {k: SubjectFrames(self.layout, v, self.meta) for k, v in self.splits.items()}
+
+    def config(self) -> dict[str, Any]:
+        """A plain config that rebuilds this data module via ``hydra.utils.instantiate`` (for checkpoints)."""
+        return {
+            "_target_": f"{type(self).__module__}.{type(self).__qualname__}",
+            "_recursive_": False,
+            "root": str(self.root),
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "val_frames": self.val_frames,
+            "test_frames": self.test_frames,
+            "generator": self.generator,
+            "headmodel": self.headmodel_cfg,
+            "params_source": self.params_source,
+        }
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H,W) of the frames."""
+        meta = self.meta or self.layout.read_meta()
+        return meta["height"], meta["width"]
+
+    def params(self, source: str | None = None) -> dict[str, torch.Tensor]:
+        """Per-frame head-model parameters (see SubjectLayout.read_params) as tensors."""
+        source = source or self.params_source
+        if source == "auto":
+            source = "tracking" if (self.root / "tracking.npz").exists() else "ground_truth"
+        return {k: torch.from_numpy(np.asarray(v)) for k, v in self.layout.read_params(source).items()}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds = self.datasets[split]
+        if len(ds) == 0:
+            raise LayoutError(f"the {split} split is empty; set data.{split}_frames > 0")
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size_per_device,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,153 @@
+"""The on-disk layout of one processed subject (synthetic or from a real video).
+
+See docs/data_layout.md for the full description. In short::
+
+    <root>/meta.json                  what is there (written last; "complete": true marks a usable cache)
+    <root>/frames/000000.png          RGB uint8
+    <root>/masks/000000.png           foreground alpha, uint8 0..255
+    <root>/segmentation/000000.png    label ids (SEG_LABELS), uint8
+    <root>/normals/000000.png         camera-space unit normals as (n+1)/2*255, 0 on background
+    <root>/landmarks68.npy            (N,68,2) float32 pixels (x,y), origin at the image's top-left corner
+    <root>/landmarks478.npy           (N,478,2) mediapipe landmarks (real videos only)
+    <root>/tracking.npz               fitted parameters (written by tracking)
+    <root>/ground_truth/params.npz    true parameters (synthetic only), same keys as tracking.npz
+    <root>/ground_truth/vertices.npy  (N,V,3) float32 true posed vertices, metres, world frame
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from src.utils.io import read_png, write_json
+
+LAYOUT_VERSION = 1
+SEG_LABELS = ["background", "skin", "neck", "hair", "brows", "eyes", "lips", "mouth_interior", "teeth"]
+PARAM_KEYS = ("identity", "expression", "rotation", "translation", "joint_pose", "K", "R", "t")
+OPTIONAL_ITEMS = (
+    "masks",
+    "segmentation",
+    "normals",
+    "landmarks68",
+    "landmarks478",
+    "tracking",
+    "ground_truth",
+)
+
+
+class LayoutError(ValueError):
+    """A subject folder is missing, incomplete or inconsistent; the message says how to fix it."""
+
+
+def frame_name(i: int) -> str:
+    """File stem of frame ``i`` (six digits)."""
+    return f"{i:06d}"
+
+
+@dataclass
+class SubjectLayout:
+    """Paths and readers for one subject folder."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    @property
+    def meta_path(self) -> Path:
+        return self.root / "meta.json"
+
+    def frame_path(self, kind: str, i: int) -> Path:
+        """Path of frame ``i`` of an image stream (frames, masks, segmentation, normals)."""
+        return self.root / kind / f"{frame_name(i)}.png"
+
+    def exists(self) -> bool:
+        """True when the folder holds a complete, readable meta.json."""
+        try:
+            return bool(self.read_meta().get("complete"))
+        except LayoutError:
+            return False
+
+    def read_meta(self) -> dict:
+        """Read meta.json.
+
+        Raises:
+            LayoutError: missing, unreadable or from another layout version.
+        """
+        if not self.meta_path.exists():
+            raise LayoutError(
+                f"{self.root} is not a processed subject (no meta.json); "
+                "generate it or preprocess a video into it"
+            )
+        try:
+            meta = json.loads(self.meta_path.read_text())
+        except json.JSONDecodeError as e:
+            raise LayoutError(
+                f"{self.meta_path} is corrupt ({e}); delete the folder and regenerate it"
+            ) from e
+        if meta.get("layout_version") != LAYOUT_VERSION:
+            raise LayoutError(
+                f"{self.root} has layout version {meta.get('layout_version')}, expected {LAYOUT_VERSION}; "
+                "delete the folder and regenerate it"
+            )
+        return meta
+
+    def write_meta(self, meta: dict) -> None:
+        """Atomically write meta.json (call last, with ``complete: True``)."""
+        write_json(self.meta_path, {"layout_version": LAYOUT_VERSION, **meta})
+
+    def validate(self) -> dict:
+        """Check that every file meta.json announces is present.
+
+        Returns:
+            The meta dict.
+
+        Raises:
+            LayoutError: naming the first missing file and the fix.
+        """
+        meta = self.read_meta()
+        if not meta.get("complete"):
+            raise LayoutError(f"{self.root} is incomplete (interrupted run?); re-run to finish it")
+        n = meta["n_frames"]
+        for kind in ("frames", "masks", "segmentation", "normals"):
+            if kind == "frames" or meta["available"].get(kind):
+                for i in (0, n - 1):
+                    if not self.frame_path(kind, i).exists():
+                        raise LayoutError(
+                            f"{self.frame_path(kind, i)} is missing; delete {self.root} and regenerate"
+                        )
+        for key, rel in (("landmarks68", "landmarks68.npy"), ("tracking", "tracking.npz")):
+            if meta["available"].get(key) and not (self.root / rel).exists():
+                raise LayoutError(
+                    f"{self.root / rel} is missing although meta.json lists it; regenerate {self.root}"
+                )
+        return meta
+
+    def read_image(self, kind: str, i: int) -> np.ndarray:
+        """uint8 image of stream ``kind`` at frame ``i``: (H,W,3) or (H,W)."""
+        return read_png(self.frame_path(kind, i))
+
+    def read_params(self, source: str) -> dict[str, np.ndarray]:
+        """Per-subject parameters.
+
+        Args:
+            source: "tracking" (tracking.npz) or "ground_truth" (ground_truth/params.npz).
+
+        Returns:
+            identity (Ni,), expression (N,Ne), rotation (N,3), translation (N,3), joint_pose (N,Nj),
+            K (3,3), R (3,3), t (3,) as float32 arrays.
+        """
+        path = self.root / ("tracking.npz" if source == "tracking" else "ground_truth/params.npz")
+        if not path.exists():
+            fix = (
+                "run tracking first" if source == "tracking" else "only synthetic subjects have ground truth"
+            )
+            raise LayoutError(f"{path} not found: {fix}")
+        with np.load(path) as z:
+            missing = [k for k in PARAM_KEYS if k not in z.files]
+            if missing:
+                raise LayoutError(f"{path} lacks {missing}; regenerate it")
+            return {k: z[k].astype(np.float32) for k in PARAM_KEYS}

@@ -1,0 +1,120 @@
+"""The head-model interface shared by ICT-FaceKit and FLAME.
+
+Conventions (all head models): metres, +y up, +z out of the face, head roughly centred at the origin.
+A rigid head pose (axis-angle rotation about the origin, then translation) is applied on top of the
+model's own deformation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from src.headmodel.rotation import axis_angle_to_matrix
+
+
+class HeadModelError(ValueError):
+    """Bad head-model file or bad parameters; the message names the problem and the fix."""
+
+
+class HeadModel(nn.Module):
+    """Base class: identity (shared) + expression and joint pose (per frame) -> vertices.
+
+    Subclasses register these buffers:
+        template (V,3) float, faces (F,3) long (triangles), uvs (T,2) float, face_uvs (F,3) long,
+        vertex_regions (V,) long, face_regions (F,) long, lmk_faces (68,) long, lmk_bary (68,3) float.
+    and set ``n_identity``, ``n_expression``, ``n_joint_pose``, ``expression_names``, ``region_names``.
+    """
+
+    n_identity: int
+    n_expression: int
+    n_joint_pose: int
+    expression_names: list[str]
+    region_names: list[str]
+
+    def canonical(
+        self, identity: torch.Tensor, expression: torch.Tensor, joint_pose: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Deformed vertices before the rigid head pose.
+
+        Args:
+            identity: (B,n_identity) or (n_identity,) shared shape coefficients.
+            expression: (B,n_expression) expression coefficients.
+            joint_pose: (B,n_joint_pose) model-specific joint rotations (FLAME: neck, jaw, eyes), or None.
+
+        Returns:
+            (B,V,3) vertices in metres.
+        """
+        raise NotImplementedError
+
+    def forward(
+        self,
+        identity: torch.Tensor,
+        expression: torch.Tensor,
+        rotation: torch.Tensor | None = None,
+        translation: torch.Tensor | None = None,
+        joint_pose: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Posed vertices.
+
+        Args:
+            identity: (B,n_identity) or (n_identity,).
+            expression: (B,n_expression).
+            rotation: (B,3) axis-angle head rotation about the origin, or None for identity.
+            translation: (B,3) translation in metres, or None.
+            joint_pose: (B,n_joint_pose) or None.
+
+        Returns:
+            (B,V,3) vertices in metres.
+        """
+        self.check_params(identity, expression, rotation, translation, joint_pose)
+        verts = self.canonical(identity, expression, joint_pose)
+        if rotation is not None:
+            R = axis_angle_to_matrix(rotation)  # (B,3,3)
+            verts = verts @ R.transpose(1, 2)
+        if translation is not None:
+            verts = verts + translation[:, None, :]
+        return verts
+
+    def landmarks(self, vertices: torch.Tensor) -> torch.Tensor:
+        """68 landmark positions from vertices via barycentric embedding.
+
+        Args:
+            vertices: (B,V,3).
+
+        Returns:
+            (B,68,3).
+        """
+        tri = self.faces[self.lmk_faces]  # (68,3)
+        corners = vertices[:, tri]  # (B,68,3,3)
+        return (corners * self.lmk_bary[None, :, :, None]).sum(dim=2)
+
+    def region_face_mask(self, regions: list[str]) -> torch.Tensor:
+        """(F,) bool mask of faces that belong to any of the named regions."""
+        unknown = [r for r in regions if r not in self.region_names]
+        if unknown:
+            raise HeadModelError(f"unknown regions {unknown}; this head model has {self.region_names}")
+        ids = torch.tensor([self.region_names.index(r) for r in regions], device=self.face_regions.device)
+        return torch.isin(self.face_regions, ids)
+
+    def check_params(self, identity, expression, rotation=None, translation=None, joint_pose=None) -> None:
+        """Raise HeadModelError on wrong dimension counts or non-finite values."""
+        checks = [
+            ("identity", identity, self.n_identity),
+            ("expression", expression, self.n_expression),
+            ("rotation", rotation, 3),
+            ("translation", translation, 3),
+            ("joint_pose", joint_pose, self.n_joint_pose),
+        ]
+        for name, t, n in checks:
+            if t is None:
+                continue
+            if t.shape[-1] != n:
+                raise HeadModelError(
+                    f"{name} has {t.shape[-1]} coefficients but {type(self).__name__} expects {n}; "
+                    f"pass a tensor of shape (B,{n})"
+                )
+            if not torch.isfinite(t).all():
+                raise HeadModelError(
+                    f"{name} contains NaN or Inf values; check the optimiser or the input file"
+                )

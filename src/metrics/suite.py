@@ -1,0 +1,276 @@
+"""One object that accumulates all image metrics (PSNR, SSIM, LPIPS, FID), unmasked and masked.
+
+Definitions (``pred``/``target`` (B,3,H,W) are clamped to [0,1]; ``mask`` (B,1,H,W) is the ground-truth
+foreground mask in [0,1], binary expected, soft values act as weights):
+
+* ``psnr``: per-image ``10 log10(1 / MSE)`` (data range 1; MSE over all pixels and channels, clamped at
+  1e-10, i.e. at most 100 dB), averaged over images.
+* ``psnr_masked``: per-image ``10 log10(1 / MSE_fg)`` with ``MSE_fg = sum(m (p - t)^2) / (3 sum(m))``, the
+  MSE over foreground pixels only (all channels), averaged over images with a non-empty mask.
+* ``ssim``: torchmetrics' SSIM map (gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03, data range 1) averaged
+  over the valid region (5-pixel border excluded, as in Wang et al.'s reference code and skimage; the
+  torchmetrics reduction also averages its reflect-padded border, ~1e-3 off), then over images.
+* ``lpips``/``fid``: our LPIPS-AlexNet (mean over images); FID between the set of targets (real) and
+  the set of predictions (fake) with the FID InceptionV3 (unreliable with few frames: it estimates a
+  2048x2048 covariance).
+* ``*_masked`` for SSIM/LPIPS/FID: the same on both images composited onto black with the ground-truth
+  mask (``p * m``, ``t * m``).
+
+LPIPS and FID need pretrained weights. If they are enabled but their weights cannot be found, then with
+``required: true`` construction raises :class:`~src.metrics.weights.WeightsUnavailableError`; with
+``required: false`` one warning line is logged (once per process and metric) and the metric is left
+out of the results. FID needs at least 2 images per set; with fewer it is left out with a warning
+(as is ``psnr_masked`` when every mask was empty).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torchmetrics import Metric
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from src.metrics.fid import FIDMetric
+from src.metrics.lpips import LPIPS, LPIPSMetric
+from src.metrics.weights import WeightsUnavailableError, resolve_inception
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # metrics whose missing weights were already reported in this process
+_MSE_FLOOR = 1e-10
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(message)
+
+
+class PSNRMetric(Metric):
+    """Mean per-image PSNR (data range 1), optionally over mask-weighted foreground pixels.
+
+    Args:
+        masked: if True ``update`` needs a (B,1,H,W) mask and the MSE is taken over foreground pixels.
+    """
+
+    is_differentiable = True
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, masked: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.masked = masked
+        self.add_state("sum_psnr", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Accumulate (B,3,H,W) images in [0,1] (and a (B,1,H,W) mask when ``masked``)."""
+        sq = (pred.double() - target.double()).pow(2)
+        if self.masked:
+            if mask is None:
+                raise ValueError("masked PSNR needs a mask")
+            m = mask.double().expand_as(sq)
+            weight = m.sum(dim=(1, 2, 3))
+            keep = weight > 0
+            mse = (sq * m).sum(dim=(1, 2, 3))[keep] / weight[keep]
+        else:
+            mse = sq.mean(dim=(1, 2, 3))
+        psnr = -10.0 * torch.log10(mse.clamp(min=_MSE_FLOOR))
+        self.sum_psnr += psnr.sum()
+        self.total += psnr.numel()
+
+    def compute(self) -> torch.Tensor:
+        """Mean PSNR in dB (scalar float64 tensor)."""
+        if int(self.total) == 0:
+            raise ValueError("PSNRMetric: no images (or no non-empty masks) accumulated")
+        return self.sum_psnr / self.total
+
+
+class SSIMMetric(Metric):
+    """Mean per-image SSIM over the valid region (see the module docstring), from torchmetrics' SSIM map."""
+
+    is_differentiable = True
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("sum_ssim", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Accumulate (B,3,H,W) images in [0,1] (H and W at least 11)."""
+        _, full = structural_similarity_index_measure(
+            pred,
+            target,
+            gaussian_kernel=True,
+            sigma=1.5,
+            data_range=1.0,
+            reduction="none",
+            return_full_image=True,
+        )
+        pad = 5  # (11 - 1) // 2: border where the gaussian window leaves the image
+        per_image = full[..., pad:-pad, pad:-pad].double().mean(dim=(1, 2, 3))
+        self.sum_ssim += per_image.sum()
+        self.total += per_image.numel()
+
+    def compute(self) -> torch.Tensor:
+        """Mean SSIM (scalar float64 tensor)."""
+        if int(self.total) == 0:
+            raise ValueError("SSIMMetric: no images accumulated")
+        return self.sum_ssim / self.total
+
+
+def _cfg_get(cfg: Mapping | Any, key: str, default: Any) -> Any:
+    value = cfg.get(key, default) if isinstance(cfg, Mapping) else getattr(cfg, key, default)
+    return default if value is None and default is not None else value
+
+
+class ImageMetrics(nn.Module):
+    """PSNR/SSIM/LPIPS/FID, unmasked and masked, accumulated over batches (see the module docstring).
+
+    Frozen networks are hidden in the sub-metrics (never in ``parameters()``/``state_dict()``) and stay
+    in eval mode whatever ``.train()`` is called on a parent.
+
+    Args:
+        lpips: compute LPIPS.
+        fid: compute FID.
+        lpips_weights: explicit LPIPS weights path (None: resolve automatically).
+        inception_weights: explicit FID Inception weights path (None: resolve automatically).
+        required: raise instead of warning when enabled LPIPS/FID weights are unavailable.
+        masked: also compute the masked variants when a mask is given.
+    """
+
+    def __init__(
+        self,
+        lpips: bool = True,
+        fid: bool = True,
+        lpips_weights: str | None = None,
+        inception_weights: str | None = None,
+        required: bool = False,
+        masked: bool = True,
+    ) -> None:
+        super().__init__()
+        self.masked = masked
+        self.sources: dict[str, str] = {}
+        suffixes = ("", "_masked") if masked else ("",)
+        metrics: dict[str, Metric] = {}
+        for sfx in suffixes:
+            metrics["psnr" + sfx] = PSNRMetric(masked=bool(sfx))
+            metrics["ssim" + sfx] = SSIMMetric()
+        if lpips:
+            try:
+                net = LPIPS(lpips_weights)
+                self.sources["lpips"] = net.source
+                for sfx in suffixes:
+                    metrics["lpips" + sfx] = LPIPSMetric(lpips=net)
+            except WeightsUnavailableError as err:
+                self._unavailable("lpips", err, required)
+        else:
+            self.sources["lpips"] = "disabled"
+        if fid:
+            try:
+                inception = resolve_inception(inception_weights)
+                self.sources["fid"] = inception.source
+                for sfx in suffixes:
+                    metrics["fid" + sfx] = FIDMetric(feature_extractor=inception)
+            except WeightsUnavailableError as err:
+                self._unavailable("fid", err, required)
+        else:
+            self.sources["fid"] = "disabled"
+        self.metrics = nn.ModuleDict(metrics)
+
+    def _unavailable(self, name: str, err: WeightsUnavailableError, required: bool) -> None:
+        if required:
+            raise WeightsUnavailableError(
+                f"{name.upper()} is required (metrics.required=true) but {err}"
+            ) from err
+        _warn_once(name, f"{name.upper()} left out of the metrics: {err}")
+        self.sources[name] = f"unavailable: {err}"
+
+    @classmethod
+    def from_config(cls, cfg: Mapping | Any | None = None) -> ImageMetrics:
+        """Build from a config node (keys lpips, fid, lpips_weights, inception_weights, required, masked)."""
+        cfg = cfg or {}
+        return cls(
+            lpips=bool(_cfg_get(cfg, "lpips", True)),
+            fid=bool(_cfg_get(cfg, "fid", True)),
+            lpips_weights=_cfg_get(cfg, "lpips_weights", None),
+            inception_weights=_cfg_get(cfg, "inception_weights", None),
+            required=bool(_cfg_get(cfg, "required", False)),
+            masked=bool(_cfg_get(cfg, "masked", True)),
+        )
+
+    def train(self, mode: bool = True) -> ImageMetrics:  # frozen networks stay in eval: ignores mode
+        return super().train(False)
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the metrics this instance computes (those whose weights are available)."""
+        return list(self.metrics.keys())
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Accumulate a batch.
+
+        Args:
+            pred: (B,3,H,W) predictions in [0,1] (clamped).
+            target: (B,3,H,W) ground truth in [0,1] (clamped).
+            mask: optional (B,1,H,W) or (B,H,W) ground-truth foreground mask in [0,1].
+        """
+        if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
+            raise ValueError(
+                f"pred/target must both be (B,3,H,W); got {tuple(pred.shape)}, {tuple(target.shape)}"
+            )
+        pred, target = pred.float().clamp(0, 1), target.float().clamp(0, 1)
+        self._update_set("", pred, target)
+        if mask is not None and self.masked:
+            if mask.ndim == 3:
+                mask = mask.unsqueeze(1)
+            if mask.shape != (pred.shape[0], 1, *pred.shape[2:]):
+                raise ValueError(
+                    f"mask must be (B,1,H,W) matching {tuple(pred.shape)}; got {tuple(mask.shape)}"
+                )
+            mask = mask.to(pred).clamp(0, 1)
+            self.metrics["psnr_masked"].update(pred, target, mask)
+            self._update_set("_masked", pred * mask, target * mask)
+
+    def _update_set(self, sfx: str, pred: torch.Tensor, target: torch.Tensor) -> None:
+        if not sfx:
+            self.metrics["psnr"].update(pred, target)
+        self.metrics["ssim" + sfx].update(pred, target)
+        if "lpips" + sfx in self.metrics:
+            self.metrics["lpips" + sfx].update(pred, target)
+        if "fid" + sfx in self.metrics:
+            self.metrics["fid" + sfx].update(target, real=True)
+            self.metrics["fid" + sfx].update(pred, real=False)
+
+    def compute(self) -> dict[str, Any]:
+        """All metrics accumulated so far.
+
+        Returns:
+            ``{"psnr", "ssim", "lpips", "fid", "psnr_masked", ...: float, "num_frames": int,
+            "num_frames_masked": int, "sources": {"lpips": str, "fid": str}}``; metrics never updated
+            (no masks given), unavailable or with too few samples (FID < 2) are absent.
+        """
+        out: dict[str, Any] = {}
+        for name, metric in self.metrics.items():
+            if not metric.update_called:
+                continue
+            try:
+                out[name] = float(metric.compute())
+            except ValueError as err:  # too few samples (FID < 2) or only empty masks
+                _warn_once(f"{name}-samples", f"{name} left out: {err}")
+        out["num_frames"] = int(self.metrics["psnr"].total)
+        if self.masked and self.metrics["psnr_masked"].update_called:
+            out["num_frames_masked"] = int(self.metrics["psnr_masked"].total)
+        out["sources"] = dict(self.sources)
+        return out
+
+    def reset(self) -> None:
+        """Clear all accumulated state (the networks are kept)."""
+        for metric in self.metrics.values():
+            metric.reset()

@@ -1,0 +1,1 @@
+"""Avatar LightningModules (one per model family)."""

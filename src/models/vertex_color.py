@@ -1,0 +1,179 @@
+"""Baseline avatar: the tracked head model with one learned colour per vertex.
+
+The smallest model that exercises the whole chain (data, head model, differentiable renderer, losses,
+metrics, callbacks, checkpoints). The avatar families of the project replace it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from src.losses import WeightedLoss, rgb_l1, silhouette_loss
+from src.metrics.suite import ImageMetrics
+from src.models.frame_params import FrameParams
+from src.utils.config import to_plain
+
+
+class VertexColorAvatar(pl.LightningModule):
+    """Per-vertex colours + a low-resolution learned background over the subject's tracked parameters.
+
+    Args:
+        headmodel: head-model config (instantiated here).
+        renderer: renderer config (``src.render.MeshRenderer``).
+        hidden_regions: head-model regions that are not rendered.
+        background_size: side of the learned background grid (upsampled bilinearly).
+        sigma: soft-silhouette sharpness in pixels.
+        loss: {"weights": {term: weight}} with terms rgb_l1, silhouette.
+        metrics: ImageMetrics settings.
+        optimizer: a partial optimizer (``_partial_: true``).
+        scheduler: optional partial LR scheduler.
+        refine_pose: learn per-frame rotation/translation corrections (driven by the silhouette term).
+    """
+
+    def __init__(
+        self,
+        headmodel: Any,
+        renderer: Any,
+        hidden_regions: list[str],
+        background_size: int,
+        sigma: float,
+        loss: Any,
+        metrics: Any,
+        optimizer: Any,
+        scheduler: Any = None,
+        refine_pose: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.headmodel = hydra.utils.instantiate(headmodel)
+        self.renderer = hydra.utils.instantiate(renderer)
+        keep = ~self.headmodel.region_face_mask(list(hidden_regions))
+        self.register_buffer("faces", self.headmodel.faces[keep], persistent=False)
+        n_verts = self.headmodel.template.shape[0]
+        self.color_logits = nn.Parameter(torch.zeros(n_verts, 3))
+        self.background = nn.Parameter(torch.zeros(1, 3, background_size, background_size))
+        self.frames = FrameParams()
+        self.pose_delta = nn.Parameter(torch.zeros(0, 6)) if refine_pose else None
+        self.loss_fn = WeightedLoss(loss["weights"])
+        self.val_metrics = ImageMetrics(**metrics)
+        self.test_metrics = ImageMetrics(**metrics)
+        self.image_size: tuple[int, int] | None = None
+
+    # ---------------------------------------------------------------- set-up and checkpoints
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule
+        self.image_size = tuple(dm.image_size)
+        if self.frames.n_frames == 0:
+            self.frames.load(dm.params())
+        self._ensure_pose_delta()
+
+    def _ensure_pose_delta(self) -> None:
+        if self.pose_delta is not None and self.pose_delta.shape[0] != self.frames.n_frames:
+            self.pose_delta = nn.Parameter(
+                torch.zeros(self.frames.n_frames, 6, device=self.color_logits.device)
+            )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.frames.prepare_for_state_dict(checkpoint["state_dict"], "frames.")
+        self._ensure_pose_delta()
+        self.image_size = tuple(checkpoint.get("image_size", self.image_size or (0, 0)))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["image_size"] = list(self.image_size) if self.image_size else None
+        checkpoint["model_target"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None and hasattr(dm, "config"):
+            checkpoint["data_config"] = dm.config()
+        # plain containers only, so checkpoints load with torch.load(weights_only=True)
+        checkpoint["hyper_parameters"] = to_plain(checkpoint.get("hyper_parameters", {}))
+
+    # ---------------------------------------------------------------- rendering
+    def forward(self, index: torch.Tensor, soft_alpha: bool = True) -> dict[str, torch.Tensor]:
+        """Render frames ``index`` (B,) -> dict with image (B,3,H,W), alpha (B,1,H,W), mask, normals.
+
+        ``soft_alpha=False`` skips the soft silhouette (alpha is then the hard mask).
+        """
+        f = self.frames
+        rot, trans = f.rotation[index], f.translation[index]
+        if self.pose_delta is not None:
+            rot = rot + 0.1 * self.pose_delta[index, :3]
+            trans = trans + 0.01 * self.pose_delta[index, 3:]
+        b = index.shape[0]
+        verts = self.headmodel(f.identity[None].expand(b, -1), f.expression[index], rot, trans)
+        cams = f.cameras_for(index, self.image_size)
+        out = self.renderer(
+            verts, self.faces, cams, vertex_colors=torch.sigmoid(self.color_logits), soft_alpha=soft_alpha,
+            sigma=self.hparams.sigma,
+        )  # fmt: skip
+        bg = F.interpolate(
+            torch.sigmoid(self.background), size=self.image_size, mode="bilinear", align_corners=False
+        )
+        mask = out["mask"].float()
+        image = mask * out["rgb"] + (1 - mask) * bg
+        return {"image": image, "alpha": out["alpha"], "mask": mask, "normals": out["normals"]}
+
+    @torch.no_grad()
+    def predict_frames(self, index: torch.Tensor) -> torch.Tensor:
+        """Images of frames ``index`` (B,) as (B,3,H,W) in [0,1] (the interface evaluate/reenact use)."""
+        return self(index, soft_alpha=False)["image"].clamp(0, 1)
+
+    # ---------------------------------------------------------------- steps
+    def _losses(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]):
+        terms = {
+            "rgb_l1": lambda: rgb_l1(out["image"], batch["image"]),
+            "silhouette": lambda: silhouette_loss(out["alpha"], batch["mask"]),
+        }
+        return self.loss_fn(terms)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self(batch["index"])
+        total, parts = self._losses(batch, out)
+        self.log("train/loss", total, prog_bar=True, batch_size=batch["index"].shape[0])
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=batch["index"].shape[0])
+        return total
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str, metrics: ImageMetrics) -> dict[str, Any]:
+        out = self(batch["index"], soft_alpha=False)
+        total, _ = self._losses(batch, out)
+        pred = out["image"].clamp(0, 1)
+        metrics.update(pred, batch["image"], batch.get("mask"))
+        self.log(f"{stage}/loss", total, batch_size=batch["index"].shape[0])
+        return {"pred": pred.detach(), "target": batch["image"], "normals": out["normals"].detach()}
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+        return self._eval_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+        return self._eval_step(batch, "test", self.test_metrics)
+
+    def _log_metrics(self, stage: str, metrics: ImageMetrics) -> None:
+        values = metrics.compute()
+        scores = {
+            f"{stage}/{k}": float(v) for k, v in values.items() if _is_number(v) and not k.startswith("num_")
+        }
+        self.log_dict(scores, sync_dist=True)
+        metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val", self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test", self.test_metrics)
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = hydra.utils.instantiate(self.hparams.optimizer)(params=params)
+        if self.hparams.scheduler is None:
+            return {"optimizer": optimizer}
+        scheduler = hydra.utils.instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) or (torch.is_tensor(v) and v.numel() == 1)

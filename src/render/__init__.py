@@ -1,0 +1,32 @@
+"""Differentiable mesh rendering in plain PyTorch (no compiled extensions; CPU and CUDA).
+
+Conventions: OpenCV cameras (x right, y down, z forward, ``X_cam = R X_world + t``), pixel coordinates with
+the origin at the top-left image corner (pixel centres at half-integers), metres. Images are channels-first
+(B,C,H,W) in :class:`MeshRenderer` outputs; the low-level functions use (B,H,W,...) layouts.
+"""
+
+from src.render.camera import Cameras, intrinsics, intrinsics_from_fov, look_at
+from src.render.interpolate import interpolate
+from src.render.rasterize import Fragments, rasterize
+from src.render.renderer import MeshRenderer, sample_texture
+from src.render.shading import face_normals, lambert, sh_ambient, sh_basis, sh_shading, vertex_normals
+from src.render.silhouette import soft_silhouette
+
+__all__ = [
+    "Cameras",
+    "Fragments",
+    "MeshRenderer",
+    "face_normals",
+    "interpolate",
+    "intrinsics",
+    "intrinsics_from_fov",
+    "lambert",
+    "look_at",
+    "rasterize",
+    "sample_texture",
+    "sh_ambient",
+    "sh_basis",
+    "sh_shading",
+    "soft_silhouette",
+    "vertex_normals",
+]

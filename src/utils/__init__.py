@@ -1,0 +1,1 @@
+"""Small shared utilities (compatibility shims, asset lookup, atomic I/O)."""

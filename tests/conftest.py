@@ -1,0 +1,37 @@
+"""Shared fixtures. Importing ``src`` first makes torchvision/torchmetrics/Lightning importable here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import src  # noqa: F401
+from tests.helpers import TINY_GENERATOR
+
+
+def pytest_collection_modifyitems(config, items):
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if item.get_closest_marker("gpu") is not None:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def ict_model():
+    """The ICT-FaceKit head model (loaded once per test session)."""
+    from src.headmodel.ict import ICTHeadModel
+
+    return ICTHeadModel()
+
+
+@pytest.fixture(scope="session")
+def tiny_subject(tmp_path_factory, ict_model) -> Path:
+    """A 12-frame, 48 px synthetic subject rendered once per test session."""
+    from src.datamodules.synthetic.generate import generate_subject
+
+    root = tmp_path_factory.mktemp("data") / "synthetic" / "tiny"
+    generate_subject(root, ict_model, **TINY_GENERATOR)
+    return root

@@ -1,0 +1,40 @@
+"""Compose the real configs for tests (Hydra's compose API, with the hydra node set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+TINY_GENERATOR = {"resolution": 48, "n_frames": 12, "texture_size": 128, "supersample": 2, "batch_size": 6}
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def compose_train(
+    overrides: list[str], output_dir: Path | None = None, config_name: str = "train"
+) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with overrides; resolve hydra:runtime paths to ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir)
+            cfg.hydra.runtime.cwd = str(Path(CONF_DIR).parent)
+            cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def resolve_job_config(cfg: DictConfig) -> DictConfig:
+    """A resolved copy of the job's part of ``cfg`` (the read-only ``hydra`` node left out)."""
+    from omegaconf import OmegaConf
+
+    job = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(job):
+        job.pop("hydra", None)
+    OmegaConf.resolve(job)
+    return job

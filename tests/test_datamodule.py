@@ -1,0 +1,51 @@
+"""AvatarDataModule: splits by frame range, item contents, batch size per device, cache reuse."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from src.datamodules.avatar_datamodule import AvatarDataModule, split_ranges
+from src.datamodules.layout import LayoutError
+
+
+def test_split_ranges_hold_out_the_last_frames():
+    s = split_ranges(20, val_frames=3, test_frames=5)
+    assert s["train"] == list(range(12)) and s["val"] == [12, 13, 14] and s["test"] == [15, 16, 17, 18, 19]
+    with pytest.raises(LayoutError, match="cannot hold"):
+        split_ranges(5, 3, 3)
+
+
+def test_datamodule_items(tiny_subject):
+    dm = AvatarDataModule(str(tiny_subject), batch_size=4, val_frames=2, test_frames=3)
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (4, 3, 48, 48) and batch["image"].max() <= 1
+    assert batch["mask"].shape == (4, 1, 48, 48)
+    assert batch["segmentation"].dtype == torch.long and batch["landmarks68"].shape == (4, 68, 2)
+    assert batch["normals"].min() >= -1
+    test_idx = torch.cat([b["index"] for b in dm.test_dataloader()])
+    assert test_idx.tolist() == [9, 10, 11]
+    params = dm.params()
+    assert params["expression"].shape[0] == 12 and params["K"].shape == (3, 3)
+
+
+def test_batch_size_divided_by_world_size(tiny_subject):
+    class FakeTrainer:
+        world_size = 2
+
+    dm = AvatarDataModule(str(tiny_subject), batch_size=4, val_frames=2, test_frames=3)
+    dm.trainer = FakeTrainer()
+    dm.setup("fit")
+    assert dm.batch_size_per_device == 2
+    dm = AvatarDataModule(str(tiny_subject), batch_size=3, val_frames=2, test_frames=3)
+    dm.trainer = FakeTrainer()
+    with pytest.raises(ValueError, match="not divisible"):
+        dm.setup("fit")
+
+
+def test_missing_subject_is_a_clear_error(tmp_path):
+    dm = AvatarDataModule(str(tmp_path / "nothing"))
+    with pytest.raises(LayoutError, match="preprocess a video"):
+        dm.prepare_data()

@@ -1,0 +1,60 @@
+"""Train an avatar: `python train.py experiment=baseline_synthetic` (see README)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+import src  # noqa: F401  (torchvision shim before Lightning)
+from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Build data, model, callbacks, loggers and trainer from ``cfg``; fit and test.
+
+    Returns:
+        Metrics logged by the trainer (floats), e.g. ``val/psnr`` and ``test/psnr``.
+    """
+    import pytorch_lightning as pl
+
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(cfg.model)
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    if cfg.get("train"):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("test"):
+        ckpt = None
+        ckpt_cb = getattr(trainer, "checkpoint_callback", None)
+        if cfg.get("train") and ckpt_cb is not None and ckpt_cb.best_model_path:
+            ckpt = ckpt_cb.best_model_path
+        elif not cfg.get("train"):
+            ckpt = cfg.get("ckpt_path")
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    if cfg.get("extras", {}).get("print_config"):
+        log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=False))
+    metrics = train(cfg)
+    log.info("final metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+    return metrics.get(cfg.get("optimized_metric", "val/psnr"))
+
+
+if __name__ == "__main__":
+    main()
