@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -10,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import src  # noqa: F401  (torchvision shim before Lightning)
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from src.utils.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ def main(cfg: DictConfig) -> float | None:
         log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=False))
     metrics = train(cfg)
     log.info("final metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+    out = write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+    log.info("metrics written to %s", out)
     return metrics.get(cfg.get("optimized_metric", "val/psnr"))
 
 

@@ -24,6 +24,7 @@ from src.metrics import (
     write_table,
 )
 from src.metrics.evaluate_folder import load_image
+from src.models.loading import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,14 +122,14 @@ def _load_evaluate_module():
     return module
 
 
-def test_evaluate_entry_point_ckpt_path_reserved(folders):
+def test_evaluate_entry_point_missing_checkpoint(folders):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(
             "evaluate",
             overrides=[f"pred_dir={folders / 'pred'}", f"gt_dir={folders / 'gt'}", "ckpt_path=x.ckpt"],
         )
     assert cfg.metrics.lpips and cfg.metrics.fid and cfg.mask_dir is None and cfg.metrics.required is False
-    with pytest.raises(NotImplementedError, match="ckpt_path"):
+    with pytest.raises(CheckpointError, match="x.ckpt not found"):
         _load_evaluate_module().run(cfg)
 
 
@@ -144,7 +145,7 @@ def test_evaluate_script_writes_files(folders, tmp_path):
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| masked |" in proc.stdout
-    (run_dir,) = (tmp_path / "outputs" / "evaluate").iterdir()  # default out_dir: the hydra run dir
+    (run_dir,) = (tmp_path / "logs" / "evaluate" / "runs").iterdir()  # default out_dir: the hydra run dir
     results = json.loads((run_dir / "metrics.json").read_text())
     assert {"psnr", "ssim", "lpips", "psnr_masked"} <= set(results) and "fid" not in results
     assert results["sources"]["fid"] == "disabled"

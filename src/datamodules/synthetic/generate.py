@@ -40,9 +40,14 @@ HIDDEN_REGIONS = (
 )
 
 
+# bump when a code change alters the rendered subject, so cached renders are regenerated
+GENERATOR_VERSION = 1
+
+
 def config_hash(cfg: dict[str, Any]) -> str:
-    """Stable short hash of a JSON-able configuration."""
-    return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    """Stable short hash of a JSON-able configuration and the generator version."""
+    blob = json.dumps({"generator_version": GENERATOR_VERSION, **cfg}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
 def _background(h: int, w: int, rng: np.random.Generator) -> torch.Tensor:

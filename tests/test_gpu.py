@@ -1,0 +1,35 @@
+"""CUDA checks (run with `python -m pytest -m gpu` on a machine with a GPU; skipped elsewhere)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from src.render import Cameras, MeshRenderer, intrinsics_from_fov, look_at
+
+pytestmark = pytest.mark.gpu
+
+
+def test_renderer_cuda_matches_cpu(ict_model):
+    res = 128
+    K = intrinsics_from_fov(24.0, res, res)
+    R, t = look_at(torch.tensor([[0.0, 0.0, 0.72]]), torch.zeros(1, 3))
+    cams = Cameras(K.expand(2, 3, 3), R.expand(2, 3, 3), t.expand(2, 3), (res, res))
+    verts = ict_model(torch.zeros(2, ict_model.n_identity), torch.zeros(2, ict_model.n_expression))
+    colors = torch.rand(verts.shape[1], 3)
+    r = MeshRenderer()
+    cpu = r(verts, ict_model.faces, cams, vertex_colors=colors)
+    gpu = r(verts.cuda(), ict_model.faces.cuda(), cams.to("cuda"), vertex_colors=colors.cuda())
+    assert (cpu["face_idx"] == gpu["face_idx"].cpu()).float().mean() > 0.999
+    torch.testing.assert_close(cpu["alpha"], gpu["alpha"].cpu(), atol=1e-3, rtol=0)
+
+
+def test_fast_dev_run_on_gpu(tiny_subject, tmp_path):
+    from tests.helpers import compose_train
+    from tests.test_train import _overrides
+    from train import train
+
+    extra = ["experiment=baseline_synthetic", "debug=fdr", "trainer=gpu"]
+    overrides = _overrides(tiny_subject, tmp_path, extra)
+    metrics = train(compose_train(overrides, output_dir=tmp_path))
+    assert "test/psnr" in metrics
