@@ -16,11 +16,12 @@ from torch import nn
 
 from src.losses import WeightedLoss, rgb_l1, silhouette_loss
 from src.metrics.suite import ImageMetrics
+from src.models.avatar import AvatarMixin
 from src.models.frame_params import FrameParams
 from src.utils.config import to_plain
 
 
-class VertexColorAvatar(pl.LightningModule):
+class VertexColorAvatar(AvatarMixin, pl.LightningModule):
     """Per-vertex colours + a low-resolution learned background over the subject's tracked parameters.
 
     Args:
@@ -117,6 +118,28 @@ class VertexColorAvatar(pl.LightningModule):
         mask = out["mask"].float()
         image = mask * out["rgb"] + (1 - mask) * bg
         return {"image": image, "alpha": out["alpha"], "mask": mask, "normals": out["normals"]}
+
+    def render_params(self, identity, expression, rotation, translation, cameras, joint_pose=None):
+        """See :meth:`src.models.avatar.AvatarMixin.render_params`."""
+        b = expression.shape[0]
+        verts = self.headmodel(identity[None].expand(b, -1), expression, rotation, translation, joint_pose)
+        out = self.renderer(
+            verts, self.faces, cameras, vertex_colors=torch.sigmoid(self.color_logits), soft_alpha=False
+        )
+        size = tuple(cameras.image_size)
+        bg = F.interpolate(torch.sigmoid(self.background), size=size, mode="bilinear", align_corners=False)
+        mask = out["mask"].float()
+        return {"image": (mask * out["rgb"] + (1 - mask) * bg).clamp(0, 1), "mask": mask}
+
+    def personalized_vertices(self, expression, joint_pose=None):
+        """See :meth:`src.models.avatar.AvatarMixin.personalized_vertices`."""
+        b = expression.shape[0]
+        return self.headmodel.canonical(self.frames.identity[None].expand(b, -1), expression, joint_pose)
+
+    def texture_colors(self, points, face_idx, bary, expression):
+        """Vertex colours blended with the barycentric weights."""
+        tri = self.headmodel.faces[face_idx]  # (P,3)
+        return (torch.sigmoid(self.color_logits)[tri] * bary[..., None]).sum(1)
 
     @torch.no_grad()
     def predict_frames(self, index: torch.Tensor) -> torch.Tensor:

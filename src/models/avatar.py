@@ -1,0 +1,112 @@
+"""The interface every avatar LightningModule offers to evaluate.py, reenact.py and mesh export.
+
+An avatar holds a head model (``self.headmodel``), the subject's tracked per-frame parameters and camera
+(``self.frames``, :class:`src.models.frame_params.FrameParams`) and the training image size. Besides
+``predict_frames`` (render tracked frames) it renders arbitrary parameters, which is all reenactment
+needs, and gives its personalised mesh and a texture in the head model's UV atlas, which is all export
+needs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from src.render import Cameras, interpolate, rasterize
+
+
+class AvatarMixin:
+    """Methods shared by avatar LightningModules (subclasses implement the three abstract ones)."""
+
+    def render_params(
+        self,
+        identity: torch.Tensor,
+        expression: torch.Tensor,
+        rotation: torch.Tensor,
+        translation: torch.Tensor,
+        cameras: Cameras,
+        joint_pose: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Render the avatar for arbitrary head-model parameters.
+
+        Args:
+            identity: (n_identity,) subject identity (usually ``self.frames.identity``).
+            expression: (B,n_expression).
+            rotation: (B,3) axis-angle head rotation; translation: (B,3) metres.
+            cameras: a batch of B cameras (any image size).
+            joint_pose: (B,n_joint_pose) or None.
+
+        Returns:
+            dict with "image" (B,3,H,W) in [0,1] (over the avatar's background) and "mask" (B,1,H,W).
+        """
+        raise NotImplementedError
+
+    def personalized_vertices(
+        self, expression: torch.Tensor, joint_pose: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B,V,3) canonical (unposed) vertices of the personalised mesh at the given expressions."""
+        raise NotImplementedError
+
+    def texture_colors(
+        self, points: torch.Tensor, face_idx: torch.Tensor, bary: torch.Tensor, expression: torch.Tensor
+    ) -> torch.Tensor:
+        """Albedo-like colours of surface points for texture baking.
+
+        Args:
+            points: (P,3) canonical surface positions.
+            face_idx: (P,) long triangle of each point.
+            bary: (P,3) barycentric coordinates of each point in its triangle.
+            expression: (n_expression,) expression the texture is baked at.
+
+        Returns:
+            (P,3) colours in [0,1].
+        """
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def bake_texture(self, size: int = 512, expression: torch.Tensor | None = None) -> torch.Tensor:
+        """Bake the avatar's colours into the head model's UV atlas.
+
+        Args:
+            size: texture side in pixels.
+            expression: (n_expression,) expression to bake at (default neutral).
+
+        Returns:
+            (3,size,size) texture in [0,1], row 0 at v = 1 (OBJ convention), empty texels grown from
+            their neighbours so that bilinear lookups at seams do not bleed.
+        """
+        hm = self.headmodel
+        if expression is None:
+            expression = torch.zeros(hm.n_expression, device=hm.uvs.device)
+        verts = self.personalized_vertices(expression[None])  # (1,V,3)
+        uv = hm.uvs
+        screen = torch.stack([uv[:, 0] * size, (1 - uv[:, 1]) * size, torch.ones_like(uv[:, 0])], -1)[None]
+        frags = rasterize(screen, hm.face_uvs, (size, size), perspective_correct=False)
+        pos = interpolate(verts, hm.faces, frags)[0]  # (H,W,3)
+        valid = frags.face_idx[0] >= 0
+        tex = torch.zeros(3, size, size, device=pos.device)
+        if valid.any():
+            cols = self.texture_colors(pos[valid], frags.face_idx[0][valid], frags.bary[0][valid], expression)
+            tex[:, valid] = cols.T.to(tex)
+        return grow_texture(tex, valid)
+
+
+def grow_texture(tex: torch.Tensor, valid: torch.Tensor, iterations: int = 8) -> torch.Tensor:
+    """Fill empty texels next to valid ones with the mean of their valid neighbours.
+
+    Args:
+        tex: (C,H,W) texture; valid: (H,W) bool texels that hold data.
+
+    Returns:
+        (C,H,W) texture.
+    """
+    import torch.nn.functional as F
+
+    v = valid.float()[None, None]
+    a = tex[None] * v
+    for _ in range(iterations):
+        s = F.avg_pool2d(a, 3, 1, 1) * 9
+        c = F.avg_pool2d(v, 3, 1, 1) * 9
+        grow = (c > 0) & (v == 0)
+        a = torch.where(grow, s / c.clamp_min(1), a)
+        v = torch.where(grow, torch.ones_like(v), v)
+    return a[0]
