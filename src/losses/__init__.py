@@ -1,6 +1,42 @@
 """Loss terms (small pure functions) and their weighted sum."""
 
+from src.losses.geometry import erode_mask, image_laplacian, laplacian_normal_loss, normal_consistency
+from src.losses.landmarks import landmark_loss
+from src.losses.perceptual import PerceptualLoss, VGG16Features, build_vgg16_features
 from src.losses.photometric import rgb_l1, silhouette_loss
+from src.losses.regularizers import (
+    edge_length_loss,
+    expression_prior,
+    identity_prior,
+    laplacian_smoothness,
+    mesh_edges,
+    offset_magnitude,
+    uniform_laplacian,
+)
+from src.losses.semantic import DEFAULT_ICT_REGION_LABELS, masked_l1, region_label_matrix, semantic_loss
 from src.losses.weighted import WeightedLoss
 
-__all__ = ["WeightedLoss", "rgb_l1", "silhouette_loss"]
+__all__ = [
+    "DEFAULT_ICT_REGION_LABELS",
+    "PerceptualLoss",
+    "VGG16Features",
+    "WeightedLoss",
+    "build_vgg16_features",
+    "edge_length_loss",
+    "erode_mask",
+    "expression_prior",
+    "identity_prior",
+    "image_laplacian",
+    "landmark_loss",
+    "laplacian_normal_loss",
+    "laplacian_smoothness",
+    "masked_l1",
+    "mesh_edges",
+    "normal_consistency",
+    "offset_magnitude",
+    "region_label_matrix",
+    "rgb_l1",
+    "semantic_loss",
+    "silhouette_loss",
+    "uniform_laplacian",
+]

@@ -62,6 +62,13 @@ class AvatarMixin:
         """
         raise NotImplementedError
 
+    def prepare_split(self, datamodule, split: str) -> None:
+        """Hook run before frames of ``split`` are rendered for scoring (default: nothing).
+
+        Avatars whose per-frame parameters are only trained on training frames may fit the held-out
+        frames' parameters here (with the avatar itself frozen); evaluate.py and the test loop call it.
+        """
+
     @torch.no_grad()
     def bake_texture(self, size: int = 512, expression: torch.Tensor | None = None) -> torch.Tensor:
         """Bake the avatar's colours into the head model's UV atlas.

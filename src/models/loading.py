@@ -55,6 +55,7 @@ def render_split(model, dm, split: str, out_dir: str | Path, batch_size: int = 4
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
     has_mask = bool(dm.meta["available"].get("masks"))
     device = next(iter(model.parameters())).device
+    model.prepare_split(dm, split)
     for batch in tqdm(loader, desc=f"render {split}", unit="batch"):
         pred = model.predict_frames(batch["index"].to(device)).cpu()
         for j, i in enumerate(batch["index"].tolist()):

@@ -9,19 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 import hydra
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from src.losses import WeightedLoss, rgb_l1, silhouette_loss
 from src.metrics.suite import ImageMetrics
-from src.models.avatar import AvatarMixin
-from src.models.frame_params import FrameParams
-from src.utils.config import to_plain
+from src.models.base_module import AvatarModule
 
 
-class VertexColorAvatar(AvatarMixin, pl.LightningModule):
+class VertexColorAvatar(AvatarModule):
     """Per-vertex colours + a low-resolution learned background over the subject's tracked parameters.
 
     Args:
@@ -50,7 +47,7 @@ class VertexColorAvatar(AvatarMixin, pl.LightningModule):
         scheduler: Any = None,
         refine_pose: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(metrics)
         self.save_hyperparameters(logger=False)
         self.headmodel = hydra.utils.instantiate(headmodel)
         self.renderer = hydra.utils.instantiate(renderer)
@@ -59,40 +56,14 @@ class VertexColorAvatar(AvatarMixin, pl.LightningModule):
         n_verts = self.headmodel.template.shape[0]
         self.color_logits = nn.Parameter(torch.zeros(n_verts, 3))
         self.background = nn.Parameter(torch.zeros(1, 3, background_size, background_size))
-        self.frames = FrameParams()
         self.pose_delta = nn.Parameter(torch.zeros(0, 6)) if refine_pose else None
         self.loss_fn = WeightedLoss(loss["weights"])
-        self.val_metrics = ImageMetrics(**metrics)
-        self.test_metrics = ImageMetrics(**metrics)
-        self.image_size: tuple[int, int] | None = None
 
-    # ---------------------------------------------------------------- set-up and checkpoints
-    def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule
-        self.image_size = tuple(dm.image_size)
-        if self.frames.n_frames == 0:
-            self.frames.load(dm.params())
-        self._ensure_pose_delta()
-
-    def _ensure_pose_delta(self) -> None:
+    def on_frames_ready(self, state_dict=None) -> None:
+        """Size the per-frame pose corrections to the number of frames."""
         if self.pose_delta is not None and self.pose_delta.shape[0] != self.frames.n_frames:
-            self.pose_delta = nn.Parameter(
-                torch.zeros(self.frames.n_frames, 6, device=self.color_logits.device)
-            )
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.frames.prepare_for_state_dict(checkpoint["state_dict"], "frames.")
-        self._ensure_pose_delta()
-        self.image_size = tuple(checkpoint.get("image_size", self.image_size or (0, 0)))
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["image_size"] = list(self.image_size) if self.image_size else None
-        checkpoint["model_target"] = f"{type(self).__module__}.{type(self).__qualname__}"
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is not None and hasattr(dm, "config"):
-            checkpoint["data_config"] = dm.config()
-        # plain containers only, so checkpoints load with torch.load(weights_only=True)
-        checkpoint["hyper_parameters"] = to_plain(checkpoint.get("hyper_parameters", {}))
+            device = self.color_logits.device
+            self.pose_delta = nn.Parameter(torch.zeros(self.frames.n_frames, 6, device=device))
 
     # ---------------------------------------------------------------- rendering
     def forward(self, index: torch.Tensor, soft_alpha: bool = True) -> dict[str, torch.Tensor]:
@@ -141,11 +112,6 @@ class VertexColorAvatar(AvatarMixin, pl.LightningModule):
         tri = self.headmodel.faces[face_idx]  # (P,3)
         return (torch.sigmoid(self.color_logits)[tri] * bary[..., None]).sum(1)
 
-    @torch.no_grad()
-    def predict_frames(self, index: torch.Tensor) -> torch.Tensor:
-        """Images of frames ``index`` (B,) as (B,3,H,W) in [0,1] (the interface evaluate/reenact use)."""
-        return self(index, soft_alpha=False)["image"].clamp(0, 1)
-
     # ---------------------------------------------------------------- steps
     def _losses(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]):
         terms = {
@@ -175,20 +141,6 @@ class VertexColorAvatar(AvatarMixin, pl.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
         return self._eval_step(batch, "test", self.test_metrics)
 
-    def _log_metrics(self, stage: str, metrics: ImageMetrics) -> None:
-        values = metrics.compute()
-        scores = {
-            f"{stage}/{k}": float(v) for k, v in values.items() if _is_number(v) and not k.startswith("num_")
-        }
-        self.log_dict(scores, sync_dist=True)
-        metrics.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val", self.val_metrics)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics("test", self.test_metrics)
-
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = hydra.utils.instantiate(self.hparams.optimizer)(params=params)
@@ -196,7 +148,3 @@ class VertexColorAvatar(AvatarMixin, pl.LightningModule):
             return {"optimizer": optimizer}
         scheduler = hydra.utils.instantiate(self.hparams.scheduler)(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) or (torch.is_tensor(v) and v.numel() == 1)

@@ -48,6 +48,8 @@ class MeshRenderer(nn.Module):
         light_space: "camera" (default) or "world": the space of the normals used with ``sh`` / ``light_dir``.
         backend: only "torch" is available (pytorch3d is not a dependency of this project).
         max_pairs: memory knob of the rasteriser, see :func:`src.render.rasterize`.
+        soft_visible_only: build the soft silhouette from the triangles visible in the hard rasterisation
+            only (the silhouette's edges are visible triangles; much cheaper for dense meshes).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class MeshRenderer(nn.Module):
         light_space: str = "camera",
         backend: str = "torch",
         max_pairs: int = DEFAULT_MAX_PAIRS,
+        soft_visible_only: bool = True,
     ) -> None:
         super().__init__()
         if backend not in BACKENDS:
@@ -77,6 +80,15 @@ class MeshRenderer(nn.Module):
         self.light_space = light_space
         self.backend = backend
         self.max_pairs = max_pairs
+        self.soft_visible_only = soft_visible_only
+
+    @staticmethod
+    def _visible_faces(face_idx: Tensor, n_faces: int) -> Tensor:
+        """(B,H,W) rasterised face ids -> (B,F) bool of faces that cover at least one pixel."""
+        B = face_idx.shape[0]
+        vis = torch.zeros(B, n_faces + 1, dtype=torch.bool, device=face_idx.device)
+        vis.scatter_(1, (face_idx.view(B, -1) + 1), True)
+        return vis[:, 1:]
 
     def forward(
         self,
@@ -178,6 +190,9 @@ class MeshRenderer(nn.Module):
                 mask=frags.mask,
                 near=self.near,
                 cull_backfaces=self.cull_backfaces,
+                face_mask=self._visible_faces(frags.face_idx, faces.shape[0])
+                if self.soft_visible_only
+                else None,
             )
         else:
             alpha = frags.mask.to(vertices.dtype)

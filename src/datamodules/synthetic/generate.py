@@ -41,7 +41,7 @@ HIDDEN_REGIONS = (
 
 
 # bump when a code change alters the rendered subject, so cached renders are regenerated
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 def config_hash(cfg: dict[str, Any]) -> str:

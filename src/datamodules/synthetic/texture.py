@@ -53,6 +53,7 @@ def paint(
     lmk: torch.Tensor,
     iris_centers: dict[str, torch.Tensor],
     rng: np.random.Generator,
+    mouth_socket: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Albedo and label of surface points.
 
@@ -63,6 +64,7 @@ def paint(
         lmk: (68,3) neutral landmark positions.
         iris_centers: {"M_IrisLeft": (3,), "M_IrisRight": (3,)} front-most iris points.
         rng: random generator (skin tone, eye colour, noise).
+        mouth_socket: (P,) bool, points on the head model's mouth socket (painted as mouth interior).
 
     Returns:
         albedo (P,3) in [0,1], labels (P,) long.
@@ -110,6 +112,9 @@ def paint(
     albedo[lips] = albedo[lips] * torch.tensor([0.95, 0.55, 0.55]).to(pos)
     labels[lips] = L["lips"]
 
+    if mouth_socket is not None:
+        albedo[mouth_socket] = torch.tensor([0.35, 0.12, 0.13]).to(pos)
+        labels[mouth_socket] = L["mouth_interior"]
     gums = is_mat["M_GumsTongue"]
     albedo[gums] = torch.tensor([0.62, 0.24, 0.27]).to(pos)
     labels[gums] = L["mouth_interior"]
@@ -172,7 +177,10 @@ def bake_texture(
             faces_m = headmodel.faces[headmodel.face_material == names.index(m)].reshape(-1)
             pts = verts[0, faces_m]
             iris[m] = pts[pts[:, 2].argmax()]
-        col, lab = paint(pos[valid], names, mats, lmk, iris, rng)
+        socket = None
+        if "mouth_socket" in headmodel.region_names:
+            socket = headmodel.face_regions[fidx] == headmodel.region_names.index("mouth_socket")
+        col, lab = paint(pos[valid], names, mats, lmk, iris, rng, socket)
         albedo = torch.zeros(3, size, size)
         labels = torch.zeros(size, size, dtype=torch.long)
         albedo[:, valid] = col.T

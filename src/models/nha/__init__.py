@@ -1,0 +1,1 @@
+"""Neural Head Avatars: a head model refined by a geometry MLP and coloured by a SIREN texture network."""

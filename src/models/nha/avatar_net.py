@@ -1,0 +1,184 @@
+"""The avatar's rendering core: head model + geometry offsets -> rasterised surface -> SIREN colours."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from src.headmodel.rotation import axis_angle_to_matrix
+from src.models.nha.networks import FiLMSiren, GeometryMLP, MappingNetwork, UVEmbedding, positional_encoding
+from src.render import Cameras, MeshRenderer
+
+
+class NHARenderer(nn.Module):
+    """Renders the refined, textured head for given parameters and cameras.
+
+    Args:
+        headmodel: a HeadModel instance.
+        renderer: a MeshRenderer.
+        hidden_regions: regions not rendered (transparent overlays, eyelash shells).
+        offset_regions: regions whose vertices the geometry MLP may move.
+        geometry: kwargs of GeometryMLP; texture: kwargs of FiLMSiren (hidden, layers);
+        mapping: kwargs of MappingNetwork (width, depth); uv_embedding: kwargs of UVEmbedding.
+        pos_freqs: positional-encoding frequencies of the canonical position fed to the texture.
+        background_size: side of the learned background grid.
+    """
+
+    def __init__(
+        self,
+        headmodel: nn.Module,
+        renderer: MeshRenderer,
+        hidden_regions: list[str],
+        offset_regions: list[str],
+        geometry: dict,
+        texture: dict,
+        mapping: dict,
+        uv_embedding: dict,
+        pos_freqs: int = 4,
+        background_size: int = 8,
+    ) -> None:
+        super().__init__()
+        self.headmodel = headmodel
+        self.renderer = renderer
+        hm = headmodel
+        self.register_buffer("faces", hm.faces[~hm.region_face_mask(list(hidden_regions))], persistent=False)
+        self.register_buffer(
+            "face_uvs", hm.face_uvs[~hm.region_face_mask(list(hidden_regions))], persistent=False
+        )
+        keep_faces = ~hm.region_face_mask(list(hidden_regions))
+        self.register_buffer("face_regions", hm.face_regions[keep_faces], persistent=False)
+        ids = torch.tensor(
+            [hm.region_names.index(r) for r in offset_regions], device=hm.vertex_regions.device
+        )
+        self.register_buffer(
+            "active", torch.isin(hm.vertex_regions, ids).nonzero().squeeze(1), persistent=False
+        )
+        t = hm.template
+        centre, scale = t.mean(0), (t - t.mean(0)).abs().max()
+        self.register_buffer("x_norm", (t - centre) / scale, persistent=False)  # (V,3) in [-1,1]
+        cond_dim = hm.n_expression + 3
+        self.geometry = GeometryMLP(cond_dim, **geometry)
+        self.pos_freqs = pos_freqs
+        emb_c = uv_embedding.get("channels", 16)
+        in_dim = 3 * (1 + 2 * pos_freqs) + emb_c + 27
+        self.texture = FiLMSiren(in_dim, out_dim=3, **texture)
+        self.mapping = MappingNetwork(
+            cond_dim, self.texture.out.in_features, len(self.texture.linears), **mapping
+        )
+        self.uv_embedding = UVEmbedding(**uv_embedding)
+        self.background = nn.Parameter(torch.zeros(1, 3, background_size, background_size))
+
+    def condition(self, expression: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+        """(B,Ne),(B,3) -> (B,Ne+3) network condition."""
+        return torch.cat([expression, rotation], dim=-1)
+
+    def refined_canonical(
+        self, identity: torch.Tensor, expression: torch.Tensor, rotation: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head-model vertices plus geometry offsets, before the rigid pose.
+
+        Returns:
+            vertices (B,V,3) and offsets (B,V_active,3).
+        """
+        b = expression.shape[0]
+        canon = self.headmodel.canonical(identity[None].expand(b, -1), expression)
+        offsets = self.geometry(self.x_norm[self.active], self.condition(expression, rotation))
+        return canon.index_add(1, self.active, offsets), offsets
+
+    def forward(
+        self,
+        identity: torch.Tensor,
+        expression: torch.Tensor,
+        rotation: torch.Tensor,
+        translation: torch.Tensor,
+        cameras: Cameras,
+        supersample: int = 1,
+        soft_alpha: bool = False,
+        sigma: float = 0.5,
+    ) -> dict[str, torch.Tensor]:
+        """Render a batch.
+
+        Args:
+            identity (Ni,), expression (B,Ne), rotation (B,3), translation (B,3); cameras at output size.
+            supersample: render at this factor and box-filter down (anti-aliased edges).
+            soft_alpha: also compute the soft silhouette (for silhouette losses).
+
+        Returns:
+            dict: image (B,3,H,W) in [0,1] over the learned background, alpha (B,1,H,W) (soft if asked,
+            else the box-filtered hard mask), normals (B,3,H,W) camera space, verts (B,V,3) posed,
+            canonical (B,V,3) refined vertices before the pose, offsets (B,Va,3), regions (B,K,H,W)
+            region membership (one-hot of the visible face's region, box-filtered).
+        """
+        B = expression.shape[0]
+        refined, offsets = self.refined_canonical(identity, expression, rotation)
+        R = axis_angle_to_matrix(rotation)
+        verts = refined @ R.transpose(1, 2) + translation[:, None]
+        H, W = cameras.image_size
+        s = supersample
+        K = cameras.K.clone()
+        K[:, :2] *= s
+        cams = Cameras(K, cameras.R, cameras.t, (H * s, W * s))
+        out = self.renderer(
+            verts,
+            self.faces,
+            cams,
+            uv=(self.headmodel.uvs, self.face_uvs),
+            soft_alpha=soft_alpha,
+            sigma=sigma * s,
+        )
+        mask = out["mask"]  # (B,1,Hs,Ws) bool
+        normals = out["normals"]
+        b_idx, yy, xx = mask[:, 0].nonzero(as_tuple=True)
+        frags_face = out["face_idx"][b_idx, yy, xx]
+        bary = out["bary"][b_idx, yy, xx]  # (P,3)
+        tri = self.faces[frags_face]
+        pos = (self.x_norm[tri] * bary[..., None]).sum(1)  # canonical position (P,3)
+        uv = out["uv"][b_idx, :, yy, xx]
+        patch = F.unfold(normals, 3, padding=1).view(B, 27, H * s, W * s)[b_idx, :, yy, xx]
+        feats = torch.cat([positional_encoding(pos, self.pos_freqs), self.uv_embedding(uv), patch], dim=-1)
+        freq, phase = self.mapping(self.condition(expression, rotation))
+        rgb = (torch.tanh(self.texture(feats, freq, phase, b_idx)) + 1) / 2  # (P,3)
+        img = torch.zeros(B, H * s, W * s, 3, device=rgb.device, dtype=rgb.dtype)
+        img = img.index_put((b_idx, yy, xx), rgb).permute(0, 3, 1, 2)
+        m = mask.to(img.dtype)
+        bg = torch.sigmoid(
+            F.interpolate(self.background, size=(H * s, W * s), mode="bilinear", align_corners=False)
+        )
+        img = img * m + bg * (1 - m)
+        regions = F.one_hot(self.face_regions[out["face_idx"].clamp_min(0)], len(self.headmodel.region_names))
+        regions = regions.permute(0, 3, 1, 2).to(img.dtype) * m
+        alpha = out["alpha"] if soft_alpha else m
+        if s > 1:
+            img, alpha, regions = (F.avg_pool2d(x, s) for x in (img, alpha, regions))
+            normals = F.normalize(F.avg_pool2d(normals, s), dim=1) * (F.avg_pool2d(m, s) > 0.5)
+        return {
+            "image": img,
+            "alpha": alpha,
+            "normals": normals,
+            "verts": verts,
+            "canonical": refined,
+            "offsets": offsets,
+            "regions": regions,
+        }
+
+    @torch.no_grad()
+    def colors_at(
+        self, points_norm: torch.Tensor, uv: torch.Tensor, normals_cam: torch.Tensor, cond: torch.Tensor
+    ) -> torch.Tensor:
+        """Texture colours of surface points for baking.
+
+        Args:
+            points_norm: (P,3) normalised canonical positions; uv: (P,2); normals_cam: (P,3) camera-space
+            normals (used as a flat 3x3 normal patch); cond: (1,Ne+3) condition.
+
+        Returns:
+            (P,3) colours in [0,1].
+        """
+        patch = normals_cam.repeat_interleave(9, dim=1)  # (P,27): channel-major like F.unfold
+        feats = torch.cat(
+            [positional_encoding(points_norm, self.pos_freqs), self.uv_embedding(uv), patch], -1
+        )
+        freq, phase = self.mapping(cond)
+        batch = torch.zeros(points_norm.shape[0], dtype=torch.long, device=points_norm.device)
+        return (torch.tanh(self.texture(feats, freq, phase, batch)) + 1) / 2

@@ -1,0 +1,65 @@
+"""Named training stages: which parameter groups train, their learning rates and the loss weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Stage:
+    """One stage of the schedule.
+
+    Attributes:
+        name: stage name (logged as ``train/stage``).
+        epochs: number of epochs.
+        lr: parameter group -> learning rate; groups not listed are frozen in this stage.
+        loss: term -> weight overrides on top of the base loss weights.
+    """
+
+    name: str
+    epochs: int
+    lr: dict[str, float]
+    loss: dict[str, float] = field(default_factory=dict)
+
+
+def parse_stages(cfg: Mapping[str, Any], groups: set[str], terms: set[str]) -> list[Stage]:
+    """Build the stage list in config order, checking group and term names.
+
+    Raises:
+        ValueError: an unknown group or loss term (a typo in the config), or an empty schedule.
+    """
+    stages = []
+    for name, s in cfg.items():
+        lr = dict(s.get("lr", {}))
+        bad = set(lr) - groups
+        if bad:
+            raise ValueError(
+                f"stage '{name}' trains unknown parameter groups {sorted(bad)}; known: {sorted(groups)}"
+            )
+        loss = dict(s.get("loss", {}) or {})
+        bad = set(loss) - terms
+        if bad:
+            raise ValueError(
+                f"stage '{name}' weights unknown loss terms {sorted(bad)}; known: {sorted(terms)}"
+            )
+        stages.append(Stage(name=name, epochs=int(s["epochs"]), lr=lr, loss=loss))
+    if not stages:
+        raise ValueError("model.stages is empty; give at least one stage")
+    return stages
+
+
+def stage_at(stages: list[Stage], epoch: int) -> Stage:
+    """The stage that covers ``epoch`` (the last stage continues past the schedule)."""
+    start = 0
+    for s in stages:
+        if epoch < start + s.epochs:
+            return s
+        start += s.epochs
+    return stages[-1]
+
+
+def total_epochs(stages: list[Stage]) -> int:
+    """Sum of the stages' epochs."""
+    return sum(s.epochs for s in stages)

@@ -1,0 +1,87 @@
+"""A real face end to end (the astronaut photo as a clip) and `train.py experiment=baseline_video`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import src  # noqa: F401
+from src.datamodules.layout import SubjectLayout
+from src.preprocess import preprocess_video
+from src.preprocess.clips import write_astronaut_clip, write_subject_video
+from src.preprocess.video import probe_video
+from src.tracking import attach_ground_truth, score_tracking, track_subject
+from tests.helpers import CONF_DIR, compose_train
+
+FAST = {"steps_rigid": 100, "steps": 500, "focal": {"search_steps": [30, 120], "search_frames": 8}}
+
+
+@pytest.fixture(scope="module")
+def astro_clip(tmp_path_factory):
+    return write_astronaut_clip(tmp_path_factory.mktemp("astro") / "astronaut.mp4", n=8, size=256)
+
+
+def test_astronaut_clip_detection_landmarks_tracking(astro_clip, ict_model, tmp_path):
+    root = tmp_path / "astronaut"
+    meta = preprocess_video(astro_clip, root, {"resolution": 256, "min_frames": 4})
+    assert meta["n_frames"] == 8 and not any(meta["excluded"].values())
+    info = track_subject(root, ict_model, {**FAST, "overlay": {"enabled": True, "max_frames": 4}})
+    # reprojection error of the fitted model against the detected landmarks, pixels at 256 px
+    assert info["landmark_px_nonjaw"] < 3.0, info
+    assert info["landmark_px"] < 4.0, info
+    p = SubjectLayout(root).read_params("tracking")
+    assert np.degrees(np.linalg.norm(p["rotation"], axis=1)).max() < 25  # a frontal photo
+    overlay = probe_video(root / "overlays" / "tracking.mp4")
+    assert (overlay.n_frames, overlay.width, overlay.height) == (4, 512, 256)
+    assert SubjectLayout(root).read_meta()["tracking"]["config"]["jaw_weight"] == 0.2
+
+
+def test_train_baseline_on_a_video(astro_clip, tmp_path):
+    """`python train.py experiment=baseline_video data.path=clip.mp4` prepares the data once, then trains."""
+    from train import train
+
+    overrides = [
+        "experiment=baseline_video", f"data.path={astro_clip}", f"paths.data_dir={tmp_path / 'data'}",
+        "data.preprocess.resolution=64", "data.preprocess.min_frames=4", "data.val_frames=1",
+        "data.test_frames=1", "data.batch_size=2", "data.tracking.steps=200", "data.tracking.steps_rigid=50",
+        "data.tracking.focal.search_steps=[20,60]", "data.tracking.overlay.mesh=false", "metrics.fid=false",
+        "debug=fdr", "logger=csv",
+    ]  # fmt: skip
+    cfg = compose_train(overrides, output_dir=tmp_path)
+    metrics = train(cfg)
+    assert "test/psnr" in metrics and metrics["test/psnr"] > 5
+    root = tmp_path / "data" / "videos" / "astronaut"
+    meta = SubjectLayout(root).validate()
+    assert meta["available"]["tracking"] and meta["source"] == "video"
+    assert (root / "overlays" / "tracking.mp4").exists()
+
+
+@pytest.mark.slow
+def test_synthetic_subject_as_video_is_scored_against_ground_truth(ict_model, tmp_path):
+    """Synthetic frames -> MP4 -> detection, landmarks, tracking -> errors against the true parameters."""
+    from src.datamodules.synthetic.generate import generate_subject
+
+    syn = tmp_path / "syn"
+    generate_subject(syn, ict_model, resolution=192, n_frames=16, texture_size=256, batch_size=8)
+    video = write_subject_video(syn, tmp_path / "syn.mp4")
+    root = tmp_path / "video"
+    preprocess_video(video, root, {"resolution": 192, "min_frames": 8, "min_face_size": 40})
+    attach_ground_truth(root, syn)
+    track_subject(root, ict_model, {**FAST, "overlay": {"enabled": False}})
+    s = score_tracking(root, ict_model)
+    assert s["detected_px_nonjaw"] < 6 and s["rotation_deg"] < 8 and s["vertex_face_aligned_mm"] < 6, s
+
+
+@pytest.mark.slow
+def test_tracking_cli(astro_clip, tmp_path):
+    cmd = [sys.executable, "-m", "src.tracking", f"video={astro_clip}", f"root={tmp_path / 'cli'}",
+           "preprocess.min_frames=4", "tracking.overlay.enabled=false",
+           f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, cwd=str(CONF_DIR)[: -len("/conf")]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "cli" / "tracking.npz").exists()
