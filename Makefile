@@ -1,7 +1,7 @@
 # Usual targets. `make install` is one resolver run plus the weight-only packages (see README).
 PY ?= python
 
-.PHONY: install test test-all test-slow lint format bench main clean
+.PHONY: install test test-all test-slow lint format bench baseline main clean
 
 install:
 	$(PY) -m pip install -r requirements.txt
@@ -26,8 +26,9 @@ format:
 
 bench:
 	$(PY) bench/bench_render.py
+	$(PY) -m bench.bench_nha
 
-main:
+baseline:
 	$(PY) train.py experiment=baseline_synthetic
 
 clean:
@@ -36,7 +37,7 @@ clean:
 # The whole chain on the embedded synthetic subject: train the mesh avatar, score its held-out frames,
 # reenact a preset, export the mesh. Results land in outputs/main/.
 MAIN := outputs/main
-main-nha:
+main:
 	$(PY) train.py experiment=nha_synthetic hydra.run.dir=$(MAIN)/train
 	$(PY) evaluate.py ckpt_path=$(MAIN)/train/checkpoints/last.ckpt out_dir=$(MAIN)/eval hydra.run.dir=$(MAIN)/eval
 	$(PY) reenact.py ckpt_path=$(MAIN)/train/checkpoints/last.ckpt mode=preset preset=smile out_dir=$(MAIN)/reenact hydra.run.dir=$(MAIN)/reenact

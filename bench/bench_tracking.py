@@ -37,7 +37,7 @@ from src.utils.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("landmark_px", "landmark_px_nonjaw", "detected_px_nonjaw", "rotation_deg", "expression_mae",
-        "vertex_face_aligned_mm", "vertex_face_mm")  # fmt: skip
+        "vertex_face_aligned_mm", "vertex_face_mm", "head_position_mm")  # fmt: skip
 
 
 def synthetic(work: Path, hm, frames: int, res: int) -> Path:
@@ -121,9 +121,11 @@ def main() -> None:
     }  # fmt: skip
     write_json(args.out, result)
     print(f"\nSynthetic subject, {args.frames} frames at {args.resolution} px (errors at 256 px):\n")
-    print("| landmarks | lmk px | lmk px (no jaw) | detector px (no jaw) | rotation deg | expr MAE | "
-          "face mm (rigid-aligned) | face mm (camera) | preprocess s/frame | tracking s/frame |")  # fmt: skip
-    print("|---|" + "---:|" * 9)
+    head = ["landmarks", "lmk px", "lmk px (no jaw)", "detector px (no jaw)", "rotation deg", "expr MAE",
+            "face mm (rigid-aligned)", "face mm (camera)", "head position mm", "preprocess s/frame",
+            "tracking s/frame"]  # fmt: skip
+    print("| " + " | ".join(head) + " |")
+    print("|---|" + "---:|" * 10)
     for name, r, pre in rows:
         s = r["scores"]
         vals = [f"{s[k]:.3f}" if k in s else "-" for k in KEYS]

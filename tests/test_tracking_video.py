@@ -85,3 +85,28 @@ def test_tracking_cli(astro_clip, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "cli" / "tracking.npz").exists()
+
+
+def test_overlay_goes_to_the_wandb_logger(tmp_path):
+    """prepare_data hands overlays/tracking.mp4 to the trainer's WandbLogger (a stand-in here)."""
+    from src.datamodules.video_datamodule import VideoDataModule
+    from src.preprocess.video import write_video
+
+    logged = {}
+
+    class Run:
+        def log(self, d):
+            logged.update(d)
+
+    class WandbLogger:  # the class name is what the data module looks for
+        experiment = Run()
+
+    class Trainer:
+        loggers = [WandbLogger()]
+
+    dm = VideoDataModule(path=str(tmp_path / "me.mp4"), root=str(tmp_path / "me"))
+    write_video(tmp_path / "me" / "overlays" / "tracking.mp4", np.zeros((2, 16, 16, 3), np.uint8))
+    dm.trainer = Trainer()
+    dm._log_overlay()
+    assert type(logged["tracking/overlay"]).__name__ == "Video"
+    assert dm.config()["path"] == str(tmp_path / "me.mp4") and "generator" not in dm.config()
