@@ -7,7 +7,8 @@ Usage::
     python evaluate.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt [split=test]
 
 With ``ckpt_path`` the avatar renders the held-out frames of the subject it was trained on (its data
-config travels in the checkpoint); they are written to ``out_dir/{pred,gt,mask}`` and scored.
+config travels in the checkpoint); they are written to ``out_dir/{pred,gt,mask}`` and scored, and where
+the subject has ground-truth geometry the mean and Hausdorff vertex distances (face region, mm) are added.
 
 Results go to ``out_dir`` (default: the hydra run dir ``logs/evaluate/runs/<timestamp>``) as ``metrics.md``
 and ``metrics.json``; the table is also printed. See :mod:`src.metrics.suite` for the metric definitions.
@@ -22,18 +23,20 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from src.metrics import evaluate_folders, format_table, write_table
-from src.models.loading import load_avatar, render_split
+from src.models.loading import geometry_scores, load_avatar, render_split
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate the folders named in ``cfg`` and write the table; returns the results dict."""
     pred_dir, gt_dir, mask_dir = cfg.get("pred_dir"), cfg.get("gt_dir"), cfg.get("mask_dir")
+    geometry = None
     if cfg.get("ckpt_path"):
         model, dm = load_avatar(to_absolute_path(cfg.ckpt_path), cfg.get("data_overrides"))
         dirs = render_split(
             model, dm, cfg.split, to_absolute_path(cfg.out_dir), int(cfg.get("batch_size", 8))
         )
         pred_dir, gt_dir, mask_dir = dirs["pred"], dirs["gt"], dirs["mask"]
+        geometry = geometry_scores(model, dm, cfg.split)
     elif not pred_dir or not gt_dir:
         raise ValueError(
             "give pred_dir=... and gt_dir=... (folders of frames), or ckpt_path=... (a trained avatar)"
@@ -46,6 +49,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         batch_size=int(cfg.get("batch_size", 8)),
         device=cfg.get("device", "cpu"),
     )
+    if geometry:
+        results.update(geometry)
     md_path, json_path = write_table(results, to_absolute_path(cfg.out_dir))
     print(format_table(results))
     print(f"written: {md_path} {json_path}")

@@ -103,3 +103,7 @@ def test_nha_trains_each_stage_and_checkpoint_renders(tiny_subject, tmp_path):
     assert tex.shape == (3, 64, 64) and tex.std() > 0.01
     verts = model.personalized_vertices(torch.zeros(1, model.net.headmodel.n_expression))
     assert verts.shape == (1, 26719, 3)
+    from src.models.loading import geometry_scores
+
+    geo = geometry_scores(model, dm, "test")  # against ground_truth/vertices.npy, face region
+    assert 0 < geo["geometry_mean_mm"] < 5 and geo["geometry_hausdorff_mm"] >= geo["geometry_mean_mm"]

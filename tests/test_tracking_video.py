@@ -31,7 +31,7 @@ def test_astronaut_clip_detection_landmarks_tracking(astro_clip, ict_model, tmp_
     info = track_subject(root, ict_model, {**FAST, "overlay": {"enabled": True, "max_frames": 4}})
     # reprojection error of the fitted model against the detected landmarks, pixels at 256 px
     assert info["landmark_px_nonjaw"] < 3.0, info
-    assert info["landmark_px"] < 4.0, info
+    assert info["landmark_px"] < 4.5, info
     p = SubjectLayout(root).read_params("tracking")
     assert np.degrees(np.linalg.norm(p["rotation"], axis=1)).max() < 25  # a frontal photo
     overlay = probe_video(root / "overlays" / "tracking.mp4")

@@ -46,7 +46,11 @@ def test_fit_improves_and_resumes(tiny_subject, tmp_path):
     assert metrics["val/psnr"] > 12, metrics
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.exists()
-    assert (tmp_path / "images").glob("val_epoch_*.png")
+    assert list((tmp_path / "images").glob("val_epoch_*.png"))
+    import imageio.v3 as iio
+
+    video = iio.imread(tmp_path / "videos" / "val.mp4")  # held-out video written at the end of fit
+    assert video.shape[0] == 2 and video.shape[2] == 2 * 48
     # resume for two more epochs from last.ckpt
     cfg2 = compose_train(
         _overrides(tiny_subject, tmp_path / "r", [*extra, "trainer.max_epochs=6", f"ckpt_path={last}"]),

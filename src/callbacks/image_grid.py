@@ -29,7 +29,7 @@ def make_grid(rows: list[torch.Tensor], max_images: int) -> np.ndarray:
 
 
 class ImageGridCallback(pl.Callback):
-    """Each validation epoch: prediction | ground truth | 4x abs error | normals, saved and logged.
+    """Each validation epoch: prediction | ground truth | 4x abs error | normals | mesh overlay.
 
     Expects ``validation_step`` to return a dict with ``pred`` and ``target`` (B,3,H,W) and optionally
     ``normals`` (B,3,H,W) in [-1,1]. Writes ``<log dir>/images/val_epoch_XXX.png`` and, for loggers
@@ -53,9 +53,10 @@ class ImageGridCallback(pl.Callback):
         pred, target = outputs["pred"].float(), outputs["target"].float()
         rows = [pred, target, ((pred - target).abs() * 4).clamp(0, 1)]
         if "normals" in outputs:
-            rows.append(
-                (outputs["normals"].float() + 1) / 2 * (outputs["normals"].abs().sum(1, keepdim=True) > 0)
-            )
+            fg = (outputs["normals"].abs().sum(1, keepdim=True) > 0).float()
+            shaded = (outputs["normals"].float() + 1) / 2 * fg
+            rows.append(shaded)
+            rows.append(target * (1 - 0.6 * fg) + 0.6 * shaded)  # mesh overlaid on the ground truth
         grid = make_grid(rows, self.max_images)
         if trainer.is_global_zero:
             out_dir = Path(trainer.default_root_dir) / "images"

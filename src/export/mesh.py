@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from src.headmodel.ict import ICT_OVERLAY_REGIONS
 from src.reenact.pipeline import expression_range
 from src.reenact.presets import load_presets, mix_presets, preset_vectors
 from src.render import vertex_normals
@@ -29,16 +30,7 @@ from src.utils.io import atomic_write, write_json, write_png
 
 log = logging.getLogger(__name__)
 
-# ICT-FaceKit parts drawn as transparent overlays in the original toolkit (tear film, eye-corner blend,
-# ambient-occlusion shell): opaque in a plain textured mesh, so hidden by default.
-OVERLAY_REGIONS = (
-    "lacrimal_fluid_left",
-    "lacrimal_fluid_right",
-    "eye_blend_left",
-    "eye_blend_right",
-    "eye_occlusion_left",
-    "eye_occlusion_right",
-)
+OVERLAY_REGIONS = ICT_OVERLAY_REGIONS  # hidden by default (opaque in a plain textured mesh)
 FORMATS = ("obj", "glb")
 
 

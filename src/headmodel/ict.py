@@ -43,6 +43,18 @@ REQUIRED_KEYS = (
 )
 
 
+# Parts drawn as transparent overlays in the original toolkit (tear film, eye-corner blend, ambient
+# occlusion shell): opaque in a plain mesh renderer, so renderers and exporters hide them.
+ICT_OVERLAY_REGIONS = (
+    "lacrimal_fluid_left",
+    "lacrimal_fluid_right",
+    "eye_blend_left",
+    "eye_blend_right",
+    "eye_occlusion_left",
+    "eye_occlusion_right",
+)
+
+
 def triangulate(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Split quads (a,b,c,d) into (a,b,c),(a,c,d); rows whose 4th index is -1 are triangles already.
 

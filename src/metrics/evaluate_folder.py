@@ -168,6 +168,11 @@ def format_table(results: Mapping[str, Any]) -> str:
         f"Frames: {results.get('num_frames', 'n/a')}"
         + (f" (masked: {results['num_frames_masked']})" if "num_frames_masked" in results else "")
     )
+    if "geometry_mean_mm" in results:
+        lines.append(
+            f"Geometry against ground truth (face region): mean {results['geometry_mean_mm']:.3f} mm, "
+            f"Hausdorff {results['geometry_hausdorff_mm']:.3f} mm"
+        )
     lines.append("")
     lines.append("Weights:")
     lines.extend(f"- {k}: {v}" for k, v in results.get("sources", {}).items())

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from src.render import Cameras, interpolate, rasterize
+from src.render import Cameras, interpolate
+from src.render.uv import grow_texture, rasterize_uv
 
 
 class AvatarMixin:
@@ -62,6 +63,10 @@ class AvatarMixin:
         """
         raise NotImplementedError
 
+    def posed_vertices(self, index: torch.Tensor) -> torch.Tensor:
+        """(B,V,3) posed world-space vertices of tracked frames ``index`` (for geometry scores)."""
+        raise NotImplementedError
+
     def prepare_split(self, datamodule, split: str) -> None:
         """Hook run before frames of ``split`` are rendered for scoring (default: nothing).
 
@@ -85,9 +90,7 @@ class AvatarMixin:
         if expression is None:
             expression = torch.zeros(hm.n_expression, device=hm.uvs.device)
         verts = self.personalized_vertices(expression[None])  # (1,V,3)
-        uv = hm.uvs
-        screen = torch.stack([uv[:, 0] * size, (1 - uv[:, 1]) * size, torch.ones_like(uv[:, 0])], -1)[None]
-        frags = rasterize(screen, hm.face_uvs, (size, size), perspective_correct=False)
+        frags = rasterize_uv(hm.uvs, hm.face_uvs, size)
         pos = interpolate(verts, hm.faces, frags)[0]  # (H,W,3)
         valid = frags.face_idx[0] >= 0
         tex = torch.zeros(3, size, size, device=pos.device)
@@ -95,25 +98,3 @@ class AvatarMixin:
             cols = self.texture_colors(pos[valid], frags.face_idx[0][valid], frags.bary[0][valid], expression)
             tex[:, valid] = cols.T.to(tex)
         return grow_texture(tex, valid)
-
-
-def grow_texture(tex: torch.Tensor, valid: torch.Tensor, iterations: int = 8) -> torch.Tensor:
-    """Fill empty texels next to valid ones with the mean of their valid neighbours.
-
-    Args:
-        tex: (C,H,W) texture; valid: (H,W) bool texels that hold data.
-
-    Returns:
-        (C,H,W) texture.
-    """
-    import torch.nn.functional as F
-
-    v = valid.float()[None, None]
-    a = tex[None] * v
-    for _ in range(iterations):
-        s = F.avg_pool2d(a, 3, 1, 1) * 9
-        c = F.avg_pool2d(v, 3, 1, 1) * 9
-        grow = (c > 0) & (v == 0)
-        a = torch.where(grow, s / c.clamp_min(1), a)
-        v = torch.where(grow, torch.ones_like(v), v)
-    return a[0]

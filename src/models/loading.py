@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from src.metrics.geometry import vertex_errors
 from src.utils.io import write_png
 
 
@@ -65,6 +66,29 @@ def render_split(model, dm, split: str, out_dir: str | Path, batch_size: int = 4
             if has_mask:
                 write_png(out / "mask" / name, _u8(batch["mask"][j, 0]))
     return {"pred": out / "pred", "gt": out / "gt", "mask": out / "mask" if has_mask else None}
+
+
+@torch.no_grad()
+def geometry_scores(model, dm, split: str) -> dict[str, float] | None:
+    """Mean and Hausdorff vertex distance (mm, face region) of a split against ground-truth vertices.
+
+    Returns:
+        {"geometry_mean_mm", "geometry_hausdorff_mm"}, or None when the subject has no ground-truth
+        geometry or the model cannot give posed vertices.
+    """
+    path = dm.root / "ground_truth" / "vertices.npy"
+    if not path.exists():
+        return None
+    idx = torch.tensor(dm.splits[split])
+    try:
+        pred = torch.cat([model.posed_vertices(idx[s : s + 8]) for s in range(0, len(idx), 8)]).cpu()
+    except NotImplementedError:
+        return None
+    gt = torch.from_numpy(np.load(path)[idx.numpy()]).float()
+    hm = model.headmodel
+    face = (hm.vertex_regions == hm.region_names.index("face")).nonzero().squeeze(1).cpu()
+    mean, haus = vertex_errors(pred[:, face], gt[:, face])
+    return {"geometry_mean_mm": float(mean.mean()), "geometry_hausdorff_mm": float(haus.mean())}
 
 
 def _u8(x: torch.Tensor) -> np.ndarray:

@@ -21,23 +21,15 @@ from tqdm import tqdm
 from src.datamodules.layout import SEG_LABELS, SubjectLayout
 from src.datamodules.synthetic.texture import bake_texture
 from src.datamodules.synthetic.trajectory import make_trajectory
+from src.headmodel.ict import ICT_OVERLAY_REGIONS
 from src.headmodel.rotation import euler_to_axis_angle
 from src.render import Cameras, MeshRenderer, intrinsics_from_fov, look_at
 from src.utils.io import write_npy, write_npz, write_png
 
 log = logging.getLogger(__name__)
 
-# ICT parts that are transparent overlays in the original toolkit, and the eyelash shells; not rendered
-HIDDEN_REGIONS = (
-    "lacrimal_fluid_left",
-    "lacrimal_fluid_right",
-    "eye_blend_left",
-    "eye_blend_right",
-    "eye_occlusion_left",
-    "eye_occlusion_right",
-    "eyelashes_left",
-    "eyelashes_right",
-)
+# ICT's transparent overlay parts and the eyelash shells are not rendered
+HIDDEN_REGIONS = (*ICT_OVERLAY_REGIONS, "eyelashes_left", "eyelashes_right")
 
 
 # bump when a code change alters the rendered subject, so cached renders are regenerated

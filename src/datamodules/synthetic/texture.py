@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from src.datamodules.layout import SEG_LABELS
-from src.render import interpolate, rasterize
+from src.render import interpolate
+from src.render.uv import grow_texture, rasterize_uv
 
 L = {name: i for i, name in enumerate(SEG_LABELS)}
 
@@ -164,9 +165,7 @@ def bake_texture(
     with torch.no_grad():
         verts = headmodel.canonical(identity[None], torch.zeros(1, headmodel.n_expression))  # (1,V,3)
         lmk = headmodel.landmarks(verts)[0]
-        uv = headmodel.uvs
-        screen = torch.stack([uv[:, 0] * size, (1 - uv[:, 1]) * size, torch.ones_like(uv[:, 0])], -1)[None]
-        frags = rasterize(screen, headmodel.face_uvs, (size, size), perspective_correct=False)
+        frags = rasterize_uv(headmodel.uvs, headmodel.face_uvs, size)
         pos = interpolate(verts, headmodel.faces, frags)[0]  # (H,W,3)
         valid = frags.face_idx[0] >= 0
         fidx = frags.face_idx[0][valid]
@@ -185,21 +184,16 @@ def bake_texture(
         labels = torch.zeros(size, size, dtype=torch.long)
         albedo[:, valid] = col.T
         labels[valid] = lab
-        albedo, labels = _dilate(albedo, labels, valid, iterations=4)
+        albedo, labels = grow_texture(albedo, valid, 4), _grow_labels(labels, valid, 4)
     return albedo, labels
 
 
-def _dilate(albedo: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, iterations: int):
-    """Grow texels into empty neighbours so bilinear lookups at UV seams do not bleed background."""
+def _grow_labels(labels: torch.Tensor, valid: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Grow label ids into empty neighbours (largest neighbouring id), like :func:`grow_texture`."""
     v = valid.float()[None, None]
-    a = albedo[None] * v
     lab = labels.float()[None, None]
     for _ in range(iterations):
-        s = F.avg_pool2d(a, 3, 1, 1) * 9
-        c = F.avg_pool2d(v, 3, 1, 1) * 9
-        lab_max = F.max_pool2d(lab * v, 3, 1, 1)
-        grow = (c > 0) & (v == 0)
-        a = torch.where(grow, s / c.clamp_min(1), a)
-        lab = torch.where(grow, lab_max, lab)
+        grow = (F.max_pool2d(v, 3, 1, 1) > 0) & (v == 0)
+        lab = torch.where(grow, F.max_pool2d(lab * v, 3, 1, 1), lab)
         v = torch.where(grow, torch.ones_like(v), v)
-    return a[0], lab[0, 0].long()
+    return lab[0, 0].long()

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from src.headmodel.rotation import axis_angle_to_matrix
 from src.losses import (
     PerceptualLoss,
     WeightedLoss,
@@ -172,6 +173,14 @@ class NHAAvatar(AvatarModule):
             self.identity, self.expression[index].clamp(0, 1), self.rotation[index], self.translation[index],
             cams, self.hparams.supersample, soft_alpha, self.hparams.sigma,
         )  # fmt: skip
+
+    @torch.no_grad()
+    def posed_vertices(self, index: torch.Tensor) -> torch.Tensor:
+        """See :meth:`src.models.avatar.AvatarMixin.posed_vertices`."""
+        expr, rot = self.expression[index].clamp(0, 1), self.rotation[index]
+        refined = self.net.refined_canonical(self.identity, expr, rot)[0]
+        R = axis_angle_to_matrix(rot)
+        return refined @ R.transpose(1, 2) + self.translation[index][:, None]
 
     def render_params(self, identity, expression, rotation, translation, cameras: Cameras, joint_pose=None):
         """See :meth:`src.models.avatar.AvatarMixin.render_params`."""

@@ -1,0 +1,160 @@
+"""Score a subject's tracking against its ground truth (synthetic subjects, or videos made from them).
+
+All comparisons happen in camera space (the tracked and true world frames differ), with both cameras'
+projections into the subject's own frames:
+
+- ``landmark_px``: 2D reprojection error of the tracked 68 landmarks against the true ones, pixels at
+  256 px (``_nonjaw``: points 17-67); ``detected_px``: the error of the landmarks tracking was given;
+- ``rotation_deg``: geodesic angle between the true and tracked head orientations in the camera;
+- ``expression_mae``: mean absolute error of the expression coefficients (same head model only), and
+  ``expression_mae_zero``, that of predicting all zeros, for scale;
+- ``vertex_mm``: mean distance of all posed vertices in the camera frame (includes the depth/scale
+  ambiguity of a monocular fit); ``vertex_face_mm``: the same on the ``face`` region;
+  ``vertex_face_aligned_mm``: face region after a per-frame rigid (rotation + translation) alignment;
+  ``head_position_mm``: distance between the true and tracked mesh centroids (mostly depth).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from src.datamodules.layout import LayoutError, SubjectLayout
+from src.headmodel.rotation import axis_angle_to_matrix
+from src.utils.io import write_json, write_npy, write_npz
+
+
+def _to_camera(points: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return points @ R.T + t
+
+
+def _project(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
+    uvw = points_cam @ K.T
+    return uvw[..., :2] / uvw[..., 2:3]
+
+
+def _head_rot(p: dict[str, np.ndarray]) -> np.ndarray:
+    """(N,3,3) head orientation in the camera: R_cam @ R_head."""
+    return p["R"][None] @ axis_angle_to_matrix(torch.from_numpy(p["rotation"])).numpy()
+
+
+def _rigid_align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Kabsch: ``src`` (P,3) rotated and translated onto ``dst`` (P,3)."""
+    ms, md = src.mean(0), dst.mean(0)
+    U, _, Vt = np.linalg.svd((src - ms).T @ (dst - md))
+    d = np.sign(np.linalg.det(Vt.T @ U.T))
+    Rm = Vt.T @ np.diag([1, 1, d]) @ U.T
+    return (src - ms) @ Rm.T + md
+
+
+def _posed(hm, p: dict[str, np.ndarray], sl: slice) -> torch.Tensor:
+    """(B,V,3) posed vertices of frames ``sl`` of a parameter dict."""
+    e = torch.from_numpy(p["expression"][sl])
+    jp = torch.from_numpy(p["joint_pose"][sl]) if p["joint_pose"].shape[1] else None
+    ident = torch.from_numpy(p["identity"])[None].expand(e.shape[0], -1)
+    return hm(ident, e, torch.from_numpy(p["rotation"][sl]), torch.from_numpy(p["translation"][sl]), jp)
+
+
+@torch.no_grad()
+def score_tracking(layout: SubjectLayout | str | Path, headmodel=None, chunk: int = 16) -> dict[str, float]:
+    """Accuracy of ``tracking.npz`` against ``ground_truth/``.
+
+    Args:
+        layout: a subject with tracking.npz and ground_truth/ (params.npz, landmarks68_3d.npy, and
+            vertices.npy for the vertex errors).
+        headmodel: the head model the tracking used (needed for vertex errors); None skips them.
+        chunk: frames per head-model evaluation.
+
+    Returns:
+        Flat dict of floats (see the module docstring), plus ``n_frames`` and ``size``.
+    """
+    layout = layout if isinstance(layout, SubjectLayout) else SubjectLayout(Path(layout))
+    meta = layout.read_meta()
+    tr, gt = layout.read_params("tracking"), layout.read_params("ground_truth")
+    lmk3d_path = layout.root / "ground_truth" / "landmarks68_3d.npy"
+    if not lmk3d_path.exists():
+        raise LayoutError(f"{lmk3d_path} missing: scoring needs the true 3D landmarks")
+    size = float(meta["height"])
+    s = 256.0 / size
+    out: dict[str, float] = {"n_frames": float(len(tr["expression"])), "size": size}
+    gt_2d = _project(_to_camera(np.load(lmk3d_path), gt["R"], gt["t"]), gt["K"])
+    hm = headmodel
+    n = len(tr["expression"])
+    if hm is not None:
+        lm_tr = np.concatenate(
+            [hm.landmarks(_posed(hm, tr, slice(a, a + chunk))).numpy() for a in range(0, n, chunk)]
+        )
+        tr_2d = _project(_to_camera(lm_tr, tr["R"], tr["t"]), tr["K"])
+        err = np.linalg.norm(tr_2d - gt_2d, axis=-1) * s
+        out["landmark_px"] = float(err.mean())
+        out["landmark_px_nonjaw"] = float(err[:, 17:].mean())
+    obs = np.load(layout.root / "landmarks68.npy")
+    det = np.linalg.norm(obs - gt_2d, axis=-1) * s
+    out["detected_px"] = float(det.mean())
+    out["detected_px_nonjaw"] = float(det[:, 17:].mean())
+    rel = _head_rot(tr) @ np.transpose(_head_rot(gt), (0, 2, 1))
+    cos = np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)
+    out["rotation_deg"] = float(np.degrees(np.arccos(cos)).mean())
+    if tr["expression"].shape == gt["expression"].shape:
+        out["expression_mae"] = float(np.abs(tr["expression"] - gt["expression"]).mean())
+        out["expression_mae_zero"] = float(np.abs(gt["expression"]).mean())  # predicting all zeros
+    vpath = layout.root / "ground_truth" / "vertices.npy"
+    if hm is not None and vpath.exists():
+        gt_v = np.load(vpath, mmap_mode="r")
+        face = (
+            (hm.vertex_regions == hm.region_names.index("face")).numpy()
+            if "face" in hm.region_names
+            else None
+        )
+        errs = {"vertex_mm": [], "vertex_face_mm": [], "vertex_face_aligned_mm": [], "head_position_mm": []}
+        for a in range(0, n, chunk):
+            sl = slice(a, a + chunk)
+            v = _posed(hm, tr, sl).numpy()
+            vt = _to_camera(v, tr["R"], tr["t"])
+            vg = _to_camera(np.asarray(gt_v[sl]), gt["R"], gt["t"])
+            d = np.linalg.norm(vt - vg, axis=-1) * 1000
+            errs["vertex_mm"].append(d.mean(1))
+            errs["head_position_mm"].append(np.linalg.norm(vt.mean(1) - vg.mean(1), axis=-1) * 1000)
+            if face is not None:
+                errs["vertex_face_mm"].append(d[:, face].mean(1))
+                al = [
+                    np.linalg.norm(_rigid_align(x[face], y[face]) - y[face], axis=-1).mean()
+                    for x, y in zip(vt, vg)
+                ]
+                errs["vertex_face_aligned_mm"].append(np.array(al) * 1000)
+        out.update({k: float(np.concatenate(v).mean()) for k, v in errs.items() if v})
+    return out
+
+
+def attach_ground_truth(video_root: str | Path, synthetic_root: str | Path) -> None:
+    """Give a subject preprocessed from a video of a synthetic subject that subject's ground truth.
+
+    The video's frames are the synthetic frames (``meta.source_frames``) seen through the preprocessing
+    crop, so the true camera's intrinsics become those of the crop (``CropBox.intrinsics_to_crop``).
+    """
+    from src.preprocess.detect import CropBox
+
+    video, syn = SubjectLayout(Path(video_root)), SubjectLayout(Path(synthetic_root))
+    meta, smeta = video.read_meta(), syn.read_meta()
+    idx = np.asarray(meta["source_frames"], dtype=np.int64)
+    gt = syn.read_params("ground_truth")
+    box = CropBox(*meta["crop"]["box_xy_side"])
+    per_frame = {k: gt[k][idx] for k in ("expression", "rotation", "translation", "joint_pose")}
+    K = box.intrinsics_to_crop(gt["K"], int(meta["height"]))
+    g = video.root / "ground_truth"
+    write_npz(g / "params.npz", identity=gt["identity"], **per_frame, K=K, R=gt["R"], t=gt["t"])
+    write_npy(g / "landmarks68_3d.npy", np.load(syn.root / "ground_truth" / "landmarks68_3d.npy")[idx])
+    vpath = syn.root / "ground_truth" / "vertices.npy"
+    if vpath.exists():
+        write_npy(g / "vertices.npy", np.asarray(np.load(vpath, mmap_mode="r")[idx]))
+    meta["available"]["ground_truth"] = True
+    meta["ground_truth_from"] = {"root": str(syn.root), "config_hash": smeta.get("config_hash")}
+    meta.get("absent", {}).pop("ground_truth", None)
+    video.write_meta({k: v for k, v in meta.items() if k != "layout_version"})
+
+
+def write_scores(path: str | Path, scores: dict) -> Path:
+    """Write scores as JSON (rounded)."""
+    return write_json(path, {k: round(float(v), 4) if isinstance(v, float) else v for k, v in scores.items()})
