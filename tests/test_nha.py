@@ -77,7 +77,7 @@ def test_stages_schedule_and_errors():
 @pytest.mark.parametrize("experiment", NHA_EXPERIMENTS)
 def test_fast_dev_run_nha(experiment, tiny_subject, tmp_path):
     if experiment.endswith("_video"):
-        pytest.skip("video experiments need a processed video; covered by the preprocessing tests")
+        pytest.skip("needs a video clip; tests/test_tracking_video.py::test_train_on_a_video runs it")
     cfg = compose_train(
         _overrides(tiny_subject, tmp_path, [f"experiment={experiment}", "debug=fdr"]), output_dir=tmp_path
     )

@@ -39,12 +39,13 @@ def test_astronaut_clip_detection_landmarks_tracking(astro_clip, ict_model, tmp_
     assert SubjectLayout(root).read_meta()["tracking"]["config"]["jaw_weight"] == 0.2
 
 
-def test_train_baseline_on_a_video(astro_clip, tmp_path):
-    """`python train.py experiment=baseline_video data.path=clip.mp4` prepares the data once, then trains."""
+@pytest.mark.parametrize("experiment", ["baseline_video", "nha_video"])
+def test_train_on_a_video(experiment, astro_clip, tmp_path):
+    """`python train.py experiment=<...>_video data.path=clip.mp4` prepares the data once, then trains."""
     from train import train
 
     overrides = [
-        "experiment=baseline_video", f"data.path={astro_clip}", f"paths.data_dir={tmp_path / 'data'}",
+        f"experiment={experiment}", f"data.path={astro_clip}", f"paths.data_dir={tmp_path / 'data'}",
         "data.preprocess.resolution=64", "data.preprocess.min_frames=4", "data.val_frames=1",
         "data.test_frames=1", "data.batch_size=2", "data.tracking.steps=200", "data.tracking.steps_rigid=50",
         "data.tracking.focal.search_steps=[20,60]", "data.tracking.overlay.mesh=false", "metrics.fid=false",
