@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from src.metrics.weights import VGG16_CONVS, describe, resolve_vgg16
+from src.metrics.weights import describe
+from src.metrics.weights_vgg import VGG16_CONVS, resolve_vgg16
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -93,7 +94,7 @@ def build_vgg16_features(
     Args:
         layers: feature layers to return.
         weights: a state dict in torchvision's ``features.*`` layout, an explicit file for
-            :func:`src.metrics.weights.resolve_vgg16`, or None to resolve automatically.
+            :func:`src.metrics.weights_vgg.resolve_vgg16`, or None to resolve automatically.
 
     Returns:
         (net, source string).
