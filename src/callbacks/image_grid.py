@@ -9,7 +9,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from src.utils.io import write_png
+from src.utils.io import to_uint8, write_png
 
 
 def make_grid(rows: list[torch.Tensor], max_images: int) -> np.ndarray:
@@ -25,7 +25,7 @@ def make_grid(rows: list[torch.Tensor], max_images: int) -> np.ndarray:
     n = min(max_images, rows[0].shape[0])
     cols = [torch.cat([r[i] for r in rows], dim=2) for i in range(n)]  # each (3,H,k*W)
     grid = torch.cat(cols, dim=1).clamp(0, 1)
-    return (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    return to_uint8(grid.permute(1, 2, 0))
 
 
 class ImageGridCallback(pl.Callback):

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from src.reenact.video import write_video
+from src.utils.io import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class HeldoutVideoCallback(pl.Callback):
             item = ds[k]
             pred = pl_module.predict_frames(item["index"][None].to(pl_module.device))[0].cpu()
             pair = torch.cat([pred, item["image"]], dim=2).clamp(0, 1)
-            frames.append((pair.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+            frames.append(to_uint8(pair.permute(1, 2, 0)))
         pl_module.train(was_training)
         path = write_video(
             Path(trainer.default_root_dir) / "videos" / f"{self.split}.mp4", np.stack(frames), self.fps

@@ -26,7 +26,7 @@ from src.headmodel.ict import ICT_OVERLAY_REGIONS
 from src.reenact.pipeline import expression_range
 from src.reenact.presets import load_presets, mix_presets, preset_vectors
 from src.render import vertex_normals
-from src.utils.io import atomic_write, write_json, write_png
+from src.utils.io import atomic_write, to_uint8, write_json, write_png
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def export_mesh(
     faces_t = hm.faces[keep]
     normals_all = vertex_normals(verts_all[None], faces_t)[0]
     texture = model.bake_texture(int(texture_size), expr)  # (3,S,S)
-    tex_u8 = (texture.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    tex_u8 = to_uint8(texture.permute(1, 2, 0))
 
     used_v, faces = _compact(faces_t.cpu().numpy())
     used_t, face_uvs = _compact(hm.face_uvs[keep].cpu().numpy())

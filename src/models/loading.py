@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from src.metrics.geometry import vertex_errors
-from src.utils.io import write_png
+from src.utils.io import to_uint8, write_png
 
 
 class CheckpointError(ValueError):
@@ -61,10 +61,10 @@ def render_split(model, dm, split: str, out_dir: str | Path, batch_size: int = 4
         pred = model.predict_frames(batch["index"].to(device)).cpu()
         for j, i in enumerate(batch["index"].tolist()):
             name = f"{i:06d}.png"
-            write_png(out / "pred" / name, _u8(pred[j].permute(1, 2, 0)))
-            write_png(out / "gt" / name, _u8(batch["image"][j].permute(1, 2, 0)))
+            write_png(out / "pred" / name, to_uint8(pred[j].permute(1, 2, 0)))
+            write_png(out / "gt" / name, to_uint8(batch["image"][j].permute(1, 2, 0)))
             if has_mask:
-                write_png(out / "mask" / name, _u8(batch["mask"][j, 0]))
+                write_png(out / "mask" / name, to_uint8(batch["mask"][j, 0]))
     return {"pred": out / "pred", "gt": out / "gt", "mask": out / "mask" if has_mask else None}
 
 
@@ -89,7 +89,3 @@ def geometry_scores(model, dm, split: str) -> dict[str, float] | None:
     face = (hm.vertex_regions == hm.region_names.index("face")).nonzero().squeeze(1).cpu()
     mean, haus = vertex_errors(pred[:, face], gt[:, face])
     return {"geometry_mean_mm": float(mean.mean()), "geometry_hausdorff_mm": float(haus.mean())}
-
-
-def _u8(x: torch.Tensor) -> np.ndarray:
-    return (x.clamp(0, 1).numpy() * 255).round().astype(np.uint8)

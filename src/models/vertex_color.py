@@ -78,14 +78,16 @@ class VertexColorAvatar(AvatarModule):
             trans = trans + 0.01 * self.pose_delta[index, 3:]
         b = index.shape[0]
         verts = self.headmodel(f.identity[None].expand(b, -1), f.expression[index], rot, trans)
-        cams = f.cameras_for(index, self.image_size)
+        return self._render(verts, f.cameras_for(index, self.image_size), soft_alpha)
+
+    def _render(self, verts: torch.Tensor, cameras, soft_alpha: bool) -> dict[str, torch.Tensor]:
+        """Posed vertices (B,V,3) -> image over the learned background, alpha, mask, normals."""
         out = self.renderer(
-            verts, self.faces, cams, vertex_colors=torch.sigmoid(self.color_logits), soft_alpha=soft_alpha,
+            verts, self.faces, cameras, vertex_colors=torch.sigmoid(self.color_logits), soft_alpha=soft_alpha,
             sigma=self.hparams.sigma,
         )  # fmt: skip
-        bg = F.interpolate(
-            torch.sigmoid(self.background), size=self.image_size, mode="bilinear", align_corners=False
-        )
+        size = tuple(cameras.image_size)
+        bg = F.interpolate(torch.sigmoid(self.background), size=size, mode="bilinear", align_corners=False)
         mask = out["mask"].float()
         image = mask * out["rgb"] + (1 - mask) * bg
         return {"image": image, "alpha": out["alpha"], "mask": mask, "normals": out["normals"]}
@@ -94,13 +96,8 @@ class VertexColorAvatar(AvatarModule):
         """See :meth:`src.models.avatar.AvatarMixin.render_params`."""
         b = expression.shape[0]
         verts = self.headmodel(identity[None].expand(b, -1), expression, rotation, translation, joint_pose)
-        out = self.renderer(
-            verts, self.faces, cameras, vertex_colors=torch.sigmoid(self.color_logits), soft_alpha=False
-        )
-        size = tuple(cameras.image_size)
-        bg = F.interpolate(torch.sigmoid(self.background), size=size, mode="bilinear", align_corners=False)
-        mask = out["mask"].float()
-        return {"image": (mask * out["rgb"] + (1 - mask) * bg).clamp(0, 1), "mask": mask}
+        out = self._render(verts, cameras, soft_alpha=False)
+        return {"image": out["image"].clamp(0, 1), "mask": out["mask"]}
 
     def personalized_vertices(self, expression, joint_pose=None):
         """See :meth:`src.models.avatar.AvatarMixin.personalized_vertices`."""

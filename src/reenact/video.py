@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from src.utils.io import to_uint8 as _to_uint8
 from src.utils.io import write_png
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(B,3,H,W) floats in [0,1] -> (B,H,W,3) uint8."""
-    return (images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    return _to_uint8(images.permute(0, 2, 3, 1))
 
 
 def pad_even(frame: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 
@@ -52,6 +53,11 @@ def _jsonable(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Float tensor in [0,1] (any shape; clamped) -> uint8 numpy array of the same shape."""
+    return (x.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:

@@ -24,7 +24,7 @@ from src.datamodules.synthetic.trajectory import make_trajectory
 from src.headmodel.ict import ICT_OVERLAY_REGIONS
 from src.headmodel.rotation import euler_to_axis_angle
 from src.render import Cameras, MeshRenderer, intrinsics_from_fov, look_at
-from src.utils.io import write_npy, write_npz, write_png
+from src.utils.io import to_uint8, write_npy, write_npz, write_png
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def generate_subject(
     albedo, labels = bake_texture(headmodel, identity, texture_size, seed)
     write_png(
         layout.root / "ground_truth" / "albedo.png",
-        (albedo.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
+        to_uint8(albedo.permute(1, 2, 0)),
     )
 
     with torch.no_grad():
@@ -204,10 +204,12 @@ def generate_subject(
             nmask = mask[:, :, c::supersample, c::supersample]
         for j in range(b):
             i = sl.start + j
-            write_png(layout.frame_path("frames", i), _u8(rgb[j].permute(1, 2, 0)))
-            write_png(layout.frame_path("masks", i), _u8(alpha[j, 0]))
+            write_png(layout.frame_path("frames", i), to_uint8(rgb[j].permute(1, 2, 0)))
+            write_png(layout.frame_path("masks", i), to_uint8(alpha[j, 0]))
             write_png(layout.frame_path("segmentation", i), seg[j].numpy().astype(np.uint8))
-            write_png(layout.frame_path("normals", i), _u8(((nrm[j] + 1) / 2 * nmask[j]).permute(1, 2, 0)))
+            write_png(
+                layout.frame_path("normals", i), to_uint8(((nrm[j] + 1) / 2 * nmask[j]).permute(1, 2, 0))
+            )
 
     write_npy(layout.root / "landmarks68.npy", all_lmk)
     write_npy(layout.root / "ground_truth" / "landmarks68_3d.npy", all_lmk3d)
@@ -222,7 +224,3 @@ def generate_subject(
     meta["complete"] = True
     layout.write_meta(meta)
     return meta
-
-
-def _u8(x: torch.Tensor) -> np.ndarray:
-    return (x.clamp(0, 1).numpy() * 255).round().astype(np.uint8)

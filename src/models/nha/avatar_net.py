@@ -42,11 +42,9 @@ class NHARenderer(nn.Module):
         self.headmodel = headmodel
         self.renderer = renderer
         hm = headmodel
-        self.register_buffer("faces", hm.faces[~hm.region_face_mask(list(hidden_regions))], persistent=False)
-        self.register_buffer(
-            "face_uvs", hm.face_uvs[~hm.region_face_mask(list(hidden_regions))], persistent=False
-        )
         keep_faces = ~hm.region_face_mask(list(hidden_regions))
+        self.register_buffer("faces", hm.faces[keep_faces], persistent=False)
+        self.register_buffer("face_uvs", hm.face_uvs[keep_faces], persistent=False)
         self.register_buffer("face_regions", hm.face_regions[keep_faces], persistent=False)
         ids = torch.tensor(
             [hm.region_names.index(r) for r in offset_regions], device=hm.vertex_regions.device
