@@ -1,9 +1,11 @@
 """Mesh-avatar (NHA) benchmark: training step (forward + backward) and render time per frame.
 
-Run from the project root: ``python -m bench.bench_nha [--sizes 128 256 512] [--device cpu|cuda]``.
+Run from the project root: ``python -m bench.bench_nha [--sizes 128 256 512] [--device cpu|cuda]
+[--headmodel ict_subdivided]``.
 Builds the avatar from the real configs (experiment=nha_synthetic) with synthetic per-frame parameters,
 times the joint-stage loss (every term of the joint stage) and inference renders, prints a markdown
-table and writes ``bench/results/nha_<device>.json``.
+table and writes ``bench/results/nha_<device>.json`` (``nha_<device>_<headmodel>.json`` for another
+head model).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from tests.helpers import compose_train
 OUT = Path(__file__).resolve().parent / "results"
 
 
-def build(size: int, n_frames: int, device: torch.device):
-    """An NHAAvatar with random expressions and a frontal camera at ``size`` px."""
-    cfg = compose_train(["experiment=nha_synthetic", "logger=csv"], output_dir=Path("/tmp/bench_nha"))
+def build(size: int, n_frames: int, device: torch.device, headmodel: str = "ict"):
+    """An NHAAvatar (on ``conf/headmodel/<headmodel>.yaml``) with random expressions and a frontal camera."""
+    overrides = ["experiment=nha_synthetic", "logger=csv", f"headmodel={headmodel}"]
+    cfg = compose_train(overrides, output_dir=Path("/tmp/bench_nha"))
     model = hydra.utils.instantiate(cfg.model)
     hm = model.net.headmodel
     g = torch.Generator().manual_seed(0)
@@ -49,8 +52,10 @@ def build(size: int, n_frames: int, device: torch.device):
     return model.to(device)
 
 
-def bench_size(size: int, batch: int, device: torch.device, warmup: int, repeats: int) -> dict:
-    model = build(size, max(batch, 8), device)
+def bench_size(
+    size: int, batch: int, device: torch.device, warmup: int, repeats: int, headmodel: str = "ict"
+) -> dict:
+    model = build(size, max(batch, 8), device, headmodel)
     idx = torch.arange(batch, device=device)
     with torch.no_grad():
         ref = model(idx)
@@ -94,10 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--headmodel", default="ict", help="conf/headmodel option, e.g. ict_subdivided")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    rows = [bench_size(s, args.batch, device, args.warmup, args.repeats) for s in args.sizes]
+    rows = [bench_size(s, args.batch, device, args.warmup, args.repeats, args.headmodel) for s in args.sizes]
     mem = "peak_mem_mb" if device.type == "cuda" else "max_rss_mb"
     print(f"| size | batch | train step (ms) | render (ms/frame) | {mem} |")
     print("|---:|---:|---:|---:|---:|")
@@ -112,11 +118,13 @@ def main(argv: list[str] | None = None) -> None:
         print("| " + " | ".join(str(c) for c in cells) + " |")
     payload = {
         "benchmark": "NHAAvatar (nha_synthetic): joint-stage loss forward+backward; inference render",
+        "headmodel": args.headmodel,
         "device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} ({torch.get_num_threads()} threads)",
         "timestamp": datetime.now().isoformat(timespec="seconds"), "results": rows,
     }  # fmt: skip
-    out = args.out or OUT / f"nha_{device.type}.json"
+    suffix = "" if args.headmodel == "ict" else f"_{args.headmodel}"
+    out = args.out or OUT / f"nha_{device.type}{suffix}.json"
     write_json_atomic(out, payload)
     print(f"written {out}")
 

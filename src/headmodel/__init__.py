@@ -8,11 +8,14 @@ Classes:
         :mod:`src.headmodel.ict_convert` builds that npz from the original OBJ release.
     :class:`~src.headmodel.flame.FLAMEHeadModel`: FLAME 2020/2023 (user-licensed pkl, read without chumpy;
         300 shape, 100 expression, neck/jaw/eye joints with linear blend skinning, :mod:`src.headmodel.lbs`).
+    :class:`~src.headmodel.subdivide.SubdividedHeadModel`: any of them on a midpoint-subdivided mesh (same
+        parameters and surface, denser vertices for geometry refinement; ``conf/headmodel/ict_subdivided``).
 Errors are :class:`~src.headmodel.base.HeadModelError` with a one-line message naming problem and fix.
 """
 
 from src.headmodel.base import HeadModel, HeadModelError
 from src.headmodel.flame import FLAMEHeadModel
 from src.headmodel.ict import ICTHeadModel
+from src.headmodel.subdivide import SubdividedHeadModel
 
-__all__ = ["HeadModel", "HeadModelError", "ICTHeadModel", "FLAMEHeadModel"]
+__all__ = ["HeadModel", "HeadModelError", "ICTHeadModel", "FLAMEHeadModel", "SubdividedHeadModel"]

@@ -5,6 +5,15 @@ from __future__ import annotations
 import torch
 
 
+def scored_vertices(headmodel) -> torch.Tensor:
+    """(K,) long ids of the vertices geometry scores use: the face region of the vertices that have ground
+    truth (all of them, or the base mesh's first ``n_base_vertices`` of a subdivided model)."""
+    n_gt = getattr(headmodel, "n_base_vertices", headmodel.vertex_regions.shape[0])
+    names = headmodel.region_names
+    face_id = names.index("face") if "face" in names else 0
+    return (headmodel.vertex_regions[:n_gt] == face_id).nonzero().squeeze(1)
+
+
 def vertex_errors(
     pred: torch.Tensor, gt: torch.Tensor, chunk: int = 2048
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.metrics.geometry import vertex_errors
+from src.metrics.geometry import scored_vertices, vertex_errors
 from src.utils.io import to_uint8, write_png
 
 
@@ -85,7 +85,6 @@ def geometry_scores(model, dm, split: str) -> dict[str, float] | None:
     except NotImplementedError:
         return None
     gt = torch.from_numpy(np.load(path)[idx.numpy()]).float()
-    hm = model.headmodel
-    face = (hm.vertex_regions == hm.region_names.index("face")).nonzero().squeeze(1).cpu()
+    face = scored_vertices(model.headmodel).cpu()
     mean, haus = vertex_errors(pred[:, face], gt[:, face])
     return {"geometry_mean_mm": float(mean.mean()), "geometry_hausdorff_mm": float(haus.mean())}

@@ -42,10 +42,13 @@ MODES = ("self", "cross", "preset", "orbit")
 
 
 def expression_range(headmodel) -> tuple[float, float] | None:
-    """Valid range of expression coefficients: [0,1] for ICT blendshape weights, None (unbounded) else."""
+    """Valid range of expression coefficients: [0,1] for ICT blendshape weights, None (unbounded) else.
+
+    A wrapper such as :class:`~src.headmodel.subdivide.SubdividedHeadModel` has the range of its ``base``.
+    """
     from src.headmodel.ict import ICTHeadModel
 
-    return (0.0, 1.0) if isinstance(headmodel, ICTHeadModel) else None
+    return (0.0, 1.0) if isinstance(getattr(headmodel, "base", headmodel), ICTHeadModel) else None
 
 
 def load_source_params(source: str | Path, kind: str = "auto") -> dict[str, np.ndarray]:

@@ -29,7 +29,7 @@ from src.losses import (
     silhouette_loss,
     uniform_laplacian,
 )
-from src.metrics.geometry import vertex_errors
+from src.metrics.geometry import scored_vertices, vertex_errors
 from src.metrics.suite import ImageMetrics
 from src.models.base_module import AvatarModule
 from src.models.nha.avatar_net import NHARenderer
@@ -108,10 +108,7 @@ class NHAAvatar(AvatarModule):
         self.expression = nn.Parameter(torch.zeros(0, hm.n_expression))
         self.rotation = nn.Parameter(torch.zeros(0, 3))
         self.translation = nn.Parameter(torch.zeros(0, 3))
-        face_id = hm.region_names.index("face") if "face" in hm.region_names else 0
-        self.register_buffer(
-            "face_vertices", (hm.vertex_regions == face_id).nonzero().squeeze(1), persistent=False
-        )
+        self.register_buffer("face_vertices", scored_vertices(hm), persistent=False)
         self.gt_vertices: torch.Tensor | None = None
         self._n_vertices = V
 
@@ -216,8 +213,13 @@ class NHAAvatar(AvatarModule):
     def _loss(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor], weights: dict[str, float]):
         idx = batch["index"]
         mask = batch["mask"]
-        offsets_full = torch.zeros(out["verts"].shape, device=out["verts"].device, dtype=out["verts"].dtype)
-        offsets_full = offsets_full.index_copy(1, self.net.active, out["offsets"])
+        full: list[torch.Tensor] = []
+
+        def offsets_full() -> torch.Tensor:  # (B,V,3) offsets of every vertex, built once when needed
+            if not full:
+                zeros = out["verts"].new_zeros(out["verts"].shape)
+                full.append(zeros.index_copy(1, self.net.active, out["offsets"]))
+            return full[0]
 
         def lmk() -> torch.Tensor:
             cams = self.frames.cameras_for(idx, self.image_size)
@@ -240,9 +242,9 @@ class NHAAvatar(AvatarModule):
             "semantic": lambda: semantic_loss(out["regions"], batch["segmentation"]),
             "expression_prior": lambda: expression_prior(self.expression[idx] - self.frames.expression[idx]),
             "identity_prior": lambda: identity_prior(self.identity - self.frames.identity),
-            "laplacian": lambda: laplacian_smoothness(offsets_full, self._laplacian()),
+            "laplacian": lambda: laplacian_smoothness(offsets_full(), self._laplacian()),
             "edge_length": lambda: edge_length_loss(
-                out["canonical"], out["canonical"] - offsets_full, self.edges),
+                out["canonical"], out["canonical"] - offsets_full(), self.edges),
             "offset_magnitude": lambda: offset_magnitude(out["offsets"]),
         }  # fmt: skip
         return WeightedLoss(weights)(terms)
