@@ -1,1 +1,1 @@
-"""Lightning callbacks (image and video logging)."""
+"""Lightning callbacks (image and video logging, last checkpoint)."""
