@@ -5,6 +5,7 @@ Usage::
     python evaluate.py pred_dir=renders/test gt_dir=data/subject/test/images [mask_dir=.../masks]
     python evaluate.py ... out_dir=results/subject metrics.required=true
     python evaluate.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt [split=test]
+    python evaluate.py sweep_dir=logs/train/multiruns/<time>   # one comparison table over a multirun
 
 With ``ckpt_path`` the avatar renders the held-out frames of the subject it was trained on (its data
 config travels in the checkpoint); they are written to ``out_dir/{pred,gt,mask}`` and scored, and where
@@ -23,11 +24,14 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from src.metrics import evaluate_folders, format_table, write_table
+from src.metrics.compare import compare_checkpoints, find_runs, format_comparison
 from src.models.loading import geometry_scores, load_avatar, render_split
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate the folders named in ``cfg`` and write the table; returns the results dict."""
+    if cfg.get("sweep_dir"):
+        return run_sweep(cfg)
     pred_dir, gt_dir, mask_dir = cfg.get("pred_dir"), cfg.get("gt_dir"), cfg.get("mask_dir")
     geometry = None
     if cfg.get("ckpt_path"):
@@ -55,6 +59,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     print(format_table(results))
     print(f"written: {md_path} {json_path}")
     return results
+
+
+def run_sweep(cfg: DictConfig) -> dict[str, Any]:
+    """Score every run of the multirun folder ``cfg.sweep_dir`` and write ``comparison.md/json``."""
+    runs = find_runs(to_absolute_path(cfg.sweep_dir), cfg.get("checkpoint", "last.ckpt"))
+    rows = compare_checkpoints(
+        runs, to_absolute_path(cfg.out_dir), OmegaConf.to_container(cfg.metrics, resolve=True), cfg.split,
+        int(cfg.get("batch_size", 8)), cfg.get("device", "cpu"),
+    )  # fmt: skip
+    print(format_comparison(rows))
+    print(f"written: {to_absolute_path(cfg.out_dir)}/comparison.md")
+    return {"runs": rows}
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")

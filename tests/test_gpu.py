@@ -33,3 +33,17 @@ def test_fast_dev_run_on_gpu(tiny_subject, tmp_path):
     overrides = _overrides(tiny_subject, tmp_path, extra)
     metrics = train(compose_train(overrides, output_dir=tmp_path))
     assert "test/psnr" in metrics
+
+
+def test_selfie_generator_cuda_matches_cpu():
+    from src.models.selfie.avatar_net import SelfieGenerator
+    from src.models.selfie.module import split_conditioning
+
+    torch.manual_seed(0)
+    g = SelfieGenerator(64, 32, {"size": 32, "channels": 4, "channel_base": 256}, {"size": 16, "channels": 2},
+                        {"channel_base": 1024, "channel_max": 64}).eval()  # fmt: skip
+    cond = split_conditioning(torch.rand(2, 6, 64, 64))
+    with torch.no_grad():
+        cpu = g(cond, randomize_noise=False)["image"]
+        gpu = g.cuda()({k: v.cuda() for k, v in cond.items()}, randomize_noise=False)["image"]
+    torch.testing.assert_close(cpu, gpu.cpu(), atol=1e-3, rtol=1e-3)

@@ -39,7 +39,7 @@ def test_astronaut_clip_detection_landmarks_tracking(astro_clip, ict_model, tmp_
     assert SubjectLayout(root).read_meta()["tracking"]["config"]["jaw_weight"] == 0.2
 
 
-@pytest.mark.parametrize("experiment", ["baseline_video", "nha_video"])
+@pytest.mark.parametrize("experiment", ["baseline_video", "nha_video", "selfie_video"])
 def test_train_on_a_video(experiment, astro_clip, tmp_path):
     """`python train.py experiment=<...>_video data.path=clip.mp4` prepares the data once, then trains."""
     from train import train

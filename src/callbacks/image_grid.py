@@ -32,8 +32,10 @@ class ImageGridCallback(pl.Callback):
     """Each validation epoch: prediction | ground truth | 4x abs error | normals | mesh overlay.
 
     Expects ``validation_step`` to return a dict with ``pred`` and ``target`` (B,3,H,W) and optionally
-    ``normals`` (B,3,H,W) in [-1,1]. Writes ``<log dir>/images/val_epoch_XXX.png`` and, for loggers
-    with ``log_image`` (wandb), logs it as ``val/images``.
+    ``normals`` (B,3,H,W) in [-1,1] (mesh avatars) or ``render`` (B,3,H,W) in [0,1], the head-model render
+    an image avatar is conditioned on (shown with an overlay on the ground truth too). Writes
+    ``<log dir>/images/val_epoch_XXX.png`` and, for loggers with ``log_image`` (wandb), logs it as
+    ``val/images``.
     """
 
     def __init__(self, max_images: int = 4) -> None:
@@ -57,6 +59,10 @@ class ImageGridCallback(pl.Callback):
             shaded = (outputs["normals"].float() + 1) / 2 * fg
             rows.append(shaded)
             rows.append(target * (1 - 0.6 * fg) + 0.6 * shaded)  # mesh overlaid on the ground truth
+        elif "render" in outputs:
+            render = outputs["render"].float()
+            fg = (render.sum(1, keepdim=True) > 0).float()
+            rows += [render, target * (1 - 0.6 * fg) + 0.6 * render]
         grid = make_grid(rows, self.max_images)
         if trainer.is_global_zero:
             out_dir = Path(trainer.default_root_dir) / "images"

@@ -1,7 +1,11 @@
 """Loss terms (small pure functions) and their weighted sum."""
 
+from src.losses.adversarial import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from src.losses.geometry import erode_mask, image_laplacian, laplacian_normal_loss, normal_consistency
+from src.losses.identity import FaceIdentityNet, IdentityLoss, load_identity_weights
+from src.losses.idmrf import IDMRFLoss, idmrf_distance
 from src.losses.landmarks import landmark_loss
+from src.losses.mask import mask_mae
 from src.losses.perceptual import PerceptualLoss, VGG16Features, build_vgg16_features
 from src.losses.photometric import rgb_l1, silhouette_loss
 from src.losses.regularizers import (
@@ -18,22 +22,31 @@ from src.losses.weighted import WeightedLoss
 
 __all__ = [
     "DEFAULT_ICT_REGION_LABELS",
+    "FaceIdentityNet",
+    "IDMRFLoss",
+    "IdentityLoss",
     "PerceptualLoss",
     "VGG16Features",
     "WeightedLoss",
     "build_vgg16_features",
+    "d_logistic_loss",
     "edge_length_loss",
     "erode_mask",
     "expression_prior",
+    "g_nonsaturating_loss",
     "identity_prior",
+    "idmrf_distance",
     "image_laplacian",
     "landmark_loss",
     "laplacian_normal_loss",
     "laplacian_smoothness",
+    "load_identity_weights",
+    "mask_mae",
     "masked_l1",
     "mesh_edges",
     "normal_consistency",
     "offset_magnitude",
+    "r1_penalty",
     "region_label_matrix",
     "rgb_l1",
     "semantic_loss",

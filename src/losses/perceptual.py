@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from src.losses.frozen import FrozenNetLoss
 from src.metrics.weights import describe
 from src.metrics.weights_vgg import VGG16_CONVS, resolve_vgg16
 
@@ -115,7 +116,7 @@ def build_vgg16_features(
     return net, source
 
 
-class PerceptualLoss(nn.Module):
+class PerceptualLoss(FrozenNetLoss):
     """L1 distance between VGG16 feature maps (ImageNet weights), for images in [0,1].
 
     ``loss = sum_l layer_weights[l] * mean |f_l(pred) - f_l(target)|`` over the chosen layers. With a
@@ -145,28 +146,13 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         if net is None:
             net, source = build_vgg16_features(tuple(layers), weights)
-        object.__setattr__(self, "_net", net)  # plain attribute: not a registered submodule
+        self.hold(net)
         self.source = source
         self.layers = net.layers
         lw = [1.0] * len(self.layers) if layer_weights is None else [float(w) for w in layer_weights]
         if len(lw) != len(self.layers):
             raise ValueError(f"{len(lw)} layer_weights for {len(self.layers)} layers {self.layers}")
         self.layer_weights = tuple(lw)
-        self.train(False)
-
-    @property
-    def net(self) -> VGG16Features:
-        """The frozen network (not a registered submodule)."""
-        return self._net
-
-    def _apply(self, fn, *args, **kwargs):  # nn.Module._apply signature: move the hidden net too
-        self._net._apply(fn)
-        return super()._apply(fn, *args, **kwargs)
-
-    def train(self, mode: bool = True) -> PerceptualLoss:  # always frozen: ignores mode
-        super().train(False)
-        self._net.train(False)
-        return self
 
     def forward(
         self,

@@ -1,0 +1,146 @@
+"""One comparison table over several trained avatars (e.g. the runs of a Hydra multirun ablation).
+
+Each run's checkpoint renders the same held-out frames of its subject, which are scored with
+:func:`src.metrics.evaluate_folders` (the code behind evaluate.py); the rows are written side by side as
+``comparison.md`` and ``comparison.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from src.metrics.evaluate_folder import _fmt, evaluate_folders
+from src.utils.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+# the paper's Table I order: SSIM, PSNR, LPIPS, FID
+COMPARISON_COLUMNS = (("ssim", "SSIM↑", 4), ("psnr", "PSNR↑", 2), ("lpips", "LPIPS↓", 4), ("fid", "FID↓", 2))
+
+
+def run_overrides(run_dir: Path) -> list[str]:
+    """A run's command-line overrides from ``<run>/.hydra/overrides.yaml`` (empty when absent)."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    return [str(o) for o in yaml.safe_load(path.read_text(encoding="utf-8")) or []]
+
+
+def find_runs(sweep_dir: str | Path, checkpoint: str = "last.ckpt") -> dict[str, Path | None]:
+    """Runs of a multirun folder: label -> ``<run>/checkpoints/<checkpoint>`` (None when missing).
+
+    A run's label is made of the overrides that tell it apart from the other runs (e.g. ``ablation=no_mrf``);
+    the folder name when there are none.
+
+    Raises:
+        FileNotFoundError: ``sweep_dir`` is not a folder or holds no runs.
+    """
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"sweep_dir {root} is not a folder; pass a multirun folder (logs/train/multiruns/...)"
+        )
+    subs = sorted((p for p in root.iterdir() if (p / ".hydra").is_dir()), key=_run_order)
+    if not subs:
+        raise FileNotFoundError(f"{root} holds no Hydra runs (no */.hydra folders); is it a multirun folder?")
+    overrides = [run_overrides(p) for p in subs]
+    shared = set.intersection(*(set(o) for o in overrides)) if len(subs) > 1 else set()
+    runs: dict[str, Path | None] = {}
+    for sub, ovr in zip(subs, overrides):
+        label = " ".join(o for o in ovr if o not in shared) or sub.name
+        ckpt = sub / "checkpoints" / checkpoint
+        runs[label] = ckpt if ckpt.is_file() else None
+    return runs
+
+
+def _run_order(p: Path) -> tuple[int, str]:
+    return (int(p.name), "") if p.name.isdigit() else (1 << 30, p.name)
+
+
+def compare_checkpoints(
+    runs: Mapping[str, str | Path | None],
+    out_dir: str | Path,
+    metrics_cfg: Mapping[str, Any],
+    split: str = "test",
+    batch_size: int = 8,
+    device: str = "cpu",
+) -> list[dict[str, Any]]:
+    """Render and score each run, then write ``comparison.md`` / ``comparison.json`` into ``out_dir``.
+
+    Args:
+        runs: label -> checkpoint path (None: the run left no checkpoint; its row says so).
+        out_dir: results folder; each run's frames go to ``out_dir/<i>/{pred,gt,mask}``.
+        metrics_cfg: :class:`src.metrics.suite.ImageMetrics` settings (lpips, fid, weights, required).
+        split: the data split every run renders.
+
+    Returns:
+        One dict per run: {"run", "checkpoint", and the metric keys of evaluate_folders or "error"}.
+    """
+    from src.models.loading import load_avatar, render_split
+
+    out = Path(out_dir)
+    rows: list[dict[str, Any]] = []
+    for i, (label, ckpt) in enumerate(runs.items()):
+        row: dict[str, Any] = {"run": label, "checkpoint": str(ckpt) if ckpt else None}
+        if ckpt is None:
+            row["error"] = "no checkpoint (the run failed or was stopped before saving)"
+            rows.append(row)
+            continue
+        model, dm = load_avatar(ckpt)
+        dirs = render_split(model, dm, split, out / str(i), batch_size)
+        row.update(
+            evaluate_folders(
+                dirs["pred"],
+                dirs["gt"],
+                dirs["mask"],
+                metrics_cfg=dict(metrics_cfg),
+                batch_size=batch_size,
+                device=device,
+            )  # fmt: skip
+        )
+        rows.append(row)
+        log.info("scored %s", label)
+    write_comparison(rows, out)
+    return rows
+
+
+def format_comparison(rows: list[Mapping[str, Any]]) -> str:
+    """Markdown table: one row per run (and a masked row where masks exist), Table I columns."""
+    head = "| run | " + " | ".join(c[1] for c in COMPARISON_COLUMNS) + " | frames |"
+    lines = [head, "|---|" + "---:|" * (len(COMPARISON_COLUMNS) + 1)]
+    for row in rows:
+        if "error" in row:
+            lines.append(
+                f"| {row['run']} | " + " | ".join("n/a" for _ in COMPARISON_COLUMNS) + f" | {row['error']} |"
+            )
+            continue
+        for sfx, tag in (("", ""), ("_masked", " (masked)")):
+            if sfx and f"psnr{sfx}" not in row:
+                continue
+            vals = " | ".join(_fmt(row.get(k + sfx), d) for k, _, d in COMPARISON_COLUMNS)
+            lines.append(f"| {row['run']}{tag} | {vals} | {row.get('num_frames' + sfx, 'n/a')} |")
+    sources = next((r.get("sources") for r in rows if r.get("sources")), None)
+    if sources:
+        lines += ["", "Weights:"] + [f"- {k}: {v}" for k, v in sources.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(
+    rows: list[Mapping[str, Any]], out_dir: str | Path, name: str = "comparison"
+) -> tuple[Path, Path]:
+    """Write ``<name>.md`` and ``<name>.json`` atomically; returns their paths."""
+    out = Path(out_dir)
+    md = atomic_write(out / f"{name}.md", lambda p: p.write_text(format_comparison(rows), encoding="utf-8"))
+    js = atomic_write(
+        out / f"{name}.json",
+        lambda p: p.write_text(
+            json.dumps(list(rows), indent=2, ensure_ascii=False, default=str), encoding="utf-8"
+        ),
+    )
+    return md, js

@@ -1,0 +1,1 @@
+"""SelfieAvatar: StyleGAN2-based image avatar."""

@@ -1,0 +1,299 @@
+"""SelfieAvatar: a StyleGAN2-based image avatar trained adversarially with detail losses."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import hydra
+import torch
+import torch.nn.functional as F
+
+from src.losses import (
+    IdentityLoss,
+    IDMRFLoss,
+    WeightedLoss,
+    d_logistic_loss,
+    g_nonsaturating_loss,
+    mask_mae,
+    r1_penalty,
+)
+from src.metrics.suite import ImageMetrics
+from src.models.base_module import AvatarModule
+from src.models.selfie.avatar_net import SelfieGenerator, ema_beta, ema_update
+from src.models.selfie.conditioning import HeadConditioner
+from src.models.selfie.discriminator import Discriminator
+from src.render import Cameras
+
+log = logging.getLogger(__name__)
+
+TERMS = ("mask", "mrf", "l1", "cos", "adv")
+
+
+class SelfieAvatar(AvatarModule):
+    """Head-model render + UV image -> StyleGAN2-based generator -> avatar image and foreground mask.
+
+    Training alternates a discriminator step (logistic loss, lazy R1 every ``r1.every`` steps) and a
+    generator step (``loss.weights``: mask, mrf, l1, cos, adv; a weight of 0 leaves a term out and must be
+    set by the experiment config). An exponential moving average of the generator is what validation,
+    testing, ``predict_frames``/``render_params`` (evaluate.py, reenact.py) and checkpoints' inference use.
+
+    Args:
+        headmodel: head-model config; renderer: MeshRenderer config.
+        hidden_regions: head-model regions left out of the conditioning render.
+        generator: :class:`SelfieGenerator` kwargs (size must equal the data's image side).
+        discriminator: :class:`Discriminator` kwargs except size and in_channels.
+        loss: {"weights": {term: weight}, "mrf": IDMRFLoss kwargs, "identity": IdentityLoss kwargs}.
+        metrics: ImageMetrics settings.
+        optimizer_g, optimizer_d: partial optimisers.
+        r1: {"gamma": R1 weight, "every": lazy interval in steps}.
+        ema: {"half_life_images", "rampup"} of the generator average (see :func:`ema_beta`).
+        d_condition: the discriminator also sees the conditioning images (render, uv, mask).
+        adv_start_epoch: epochs of reconstruction-only training before the adversarial terms start.
+        cache_conditioning: keep the conditioning images of tracked frames in memory (they are fixed).
+        seed: seed of the generator's fixed latents.
+    """
+
+    def __init__(
+        self,
+        headmodel: Any,
+        renderer: Any,
+        hidden_regions: list[str],
+        generator: dict[str, Any],
+        discriminator: dict[str, Any],
+        loss: dict[str, Any],
+        metrics: dict[str, Any],
+        optimizer_g: Any,
+        optimizer_d: Any,
+        r1: dict[str, float] | None = None,
+        ema: dict[str, Any] | None = None,
+        d_condition: bool = True,
+        adv_start_epoch: int = 0,
+        cache_conditioning: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(metrics)
+        self.save_hyperparameters(logger=False)
+        self.automatic_optimization = False
+        hm = hydra.utils.instantiate(headmodel)
+        self.conditioner = HeadConditioner(hm, hydra.utils.instantiate(renderer), list(hidden_regions))
+        self.generator = SelfieGenerator(**dict(generator), seed=seed)
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
+        self.weights = {k: float(v) for k, v in dict(loss["weights"]).items()}
+        unknown = set(self.weights) - set(TERMS)
+        if unknown:
+            raise ValueError(f"loss.weights has unknown terms {sorted(unknown)}; known: {list(TERMS)}")
+        self.mrf = IDMRFLoss(**dict(loss.get("mrf") or {})) if self.weights.get("mrf", 0) > 0 else None
+        self.identity_loss = (
+            IdentityLoss(**dict(loss.get("identity") or {})) if self.weights.get("cos", 0) > 0 else None
+        )
+        self.discriminator = None
+        if self.weights.get("adv", 0) > 0:
+            in_ch = 3 + (HeadConditioner.channels if d_condition else 0)
+            self.discriminator = Discriminator(self.generator.size, in_channels=in_ch, **dict(discriminator))
+        self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
+        self._cond_cache: torch.Tensor | None = None
+        self._cond_known: torch.Tensor | None = None
+
+    # ---------------------------------------------------------------- set-up
+    @property
+    def headmodel(self) -> torch.nn.Module:
+        """The head model that renders the conditioning images."""
+        return self.conditioner.headmodel
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        h, w = self.image_size
+        size = self.generator.size
+        if (h, w) != (size, size):
+            raise ValueError(
+                f"model.generator.size={size} but the data's images are {h}x{w}; "
+                f"set model.generator.size={h} (square images only)"
+            )
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.generator_ema.eval()  # the average is only used for inference
+        return self
+
+    # ---------------------------------------------------------------- conditioning and generation
+    def _params(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        f = self.frames
+        jp = f.joint_pose[index] if f.joint_pose.ndim == 2 and f.joint_pose.shape[-1] else None
+        return f.identity, f.expression[index], f.rotation[index], f.translation[index], jp
+
+    def conditioning(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Conditioning images of tracked frames ``index`` (B,) at the generator size (cached)."""
+        if not self.hparams.cache_conditioning:
+            return self._conditioning_of(index)
+        n = self.frames.n_frames
+        s = self.generator.size
+        if self._cond_cache is None or self._cond_cache.device != self.device or len(self._cond_cache) != n:
+            self._cond_cache = torch.zeros(n, HeadConditioner.channels, s, s, device=self.device)
+            self._cond_known = torch.zeros(n, dtype=torch.bool, device=self.device)
+        todo = index[~self._cond_known[index]]
+        if len(todo):
+            self._cond_cache[todo] = self._conditioning_of(todo)["cond"]
+            self._cond_known[todo] = True
+        return split_conditioning(self._cond_cache[index])
+
+    def _conditioning_of(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        cams = self.frames.cameras_for(index, self.image_size)
+        identity, expr, rot, trans, jp = self._params(index)
+        return self.conditioner(identity, expr, rot, trans, cams, jp)
+
+    def forward(self, index: torch.Tensor, soft_alpha: bool = False) -> dict[str, torch.Tensor]:
+        """Images of tracked frames ``index`` (B,) from the averaged generator (inference).
+
+        Returns:
+            dict with "image" (B,3,H,W), "mask" (B,1,H,W) and the conditioning "render" (B,3,H,W).
+        """
+        cond = self.conditioning(index)
+        out = self.generator_ema(cond, randomize_noise=False)
+        return {**out, "render": cond["render"]}
+
+    @torch.no_grad()
+    def render_params(self, identity, expression, rotation, translation, cameras: Cameras, joint_pose=None):
+        """See :meth:`src.models.avatar.AvatarMixin.render_params`.
+
+        Cameras of another image size are rendered at the generator size (intrinsics scaled) and the
+        result is resampled to the cameras' size.
+        """
+        from src.reenact.cameras import scale_intrinsics
+
+        size = (self.generator.size, self.generator.size)
+        target = tuple(cameras.image_size)
+        cams = cameras
+        if target != size:
+            cams = Cameras(scale_intrinsics(cameras.K, target, size), cameras.R, cameras.t, size)
+        cond = self.conditioner(identity, expression, rotation, translation, cams, joint_pose)
+        out = self.generator_ema(cond, randomize_noise=False)
+        image, mask = out["image"].clamp(0, 1), out["mask"]
+        if target != size:
+            image = F.interpolate(image, size=target, mode="bilinear", antialias=True, align_corners=False)
+            mask = F.interpolate(mask, size=target, mode="bilinear", antialias=True, align_corners=False)
+        return {"image": image, "mask": mask}
+
+    def personalized_vertices(self, expression: torch.Tensor, joint_pose=None) -> torch.Tensor:
+        """The tracked head model's canonical vertices (the image avatar does not refine geometry)."""
+        hm = self.headmodel
+        return hm.canonical(self.frames.identity.expand(expression.shape[0], -1), expression, joint_pose)
+
+    @torch.no_grad()
+    def posed_vertices(self, index: torch.Tensor) -> torch.Tensor:
+        """Tracked head-model vertices of frames ``index`` (the geometry the generator is conditioned on)."""
+        identity, expr, rot, trans, jp = self._params(index)
+        return self.headmodel(identity.expand(len(index), -1), expr, rot, trans, jp)
+
+    def texture_colors(self, points, face_idx, bary, expression):
+        raise NotImplementedError(
+            "the image avatar (SelfieAvatar) draws images, not a surface texture; mesh export needs a mesh "
+            "avatar checkpoint (experiment=nha_synthetic)"
+        )
+
+    # ---------------------------------------------------------------- losses
+    def _d_input(self, image: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([image, cond["cond"]], dim=1) if self.hparams.d_condition else image
+
+    def generator_loss(
+        self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor], cond, adversarial: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted generator loss and its terms (see the class docstring)."""
+        real, fg = batch["image"], batch["mask"]
+        weights = dict(self.weights)
+        if not adversarial:
+            weights["adv"] = 0.0
+
+        def mrf() -> torch.Tensor:
+            return self.mrf(out["mask"] * out["image"], fg * real)
+
+        def cos() -> torch.Tensor:
+            return self.identity_loss(out["image"], real, fg)
+
+        def adv() -> torch.Tensor:
+            return g_nonsaturating_loss(self.discriminator(self._d_input(out["image"], cond)))
+
+        terms = {
+            "mask": lambda: mask_mae(out["mask"], fg),
+            "mrf": mrf,
+            "l1": lambda: (out["image"] - real).abs().mean(),
+            "cos": cos,
+            "adv": adv,
+        }
+        return WeightedLoss(weights)(terms)
+
+    # ---------------------------------------------------------------- training
+    def _adversarial(self) -> bool:
+        return self.discriminator is not None and self.current_epoch >= int(self.hparams.adv_start_epoch)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        opts = self.optimizers()
+        opt_g, opt_d = (opts[0], opts[1]) if isinstance(opts, (list, tuple)) else (opts, None)
+        cond = self.conditioning(batch["index"])
+        real = batch["image"]
+        bs = real.shape[0]
+        adversarial = self._adversarial()
+        if adversarial:
+            self._discriminator_step(opt_d, real, cond, bs)
+            self.discriminator.requires_grad_(False)
+        out = self.generator(cond, randomize_noise=True)
+        total, parts = self.generator_loss(batch, out, cond, adversarial)
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        opt_g.step()
+        if self.discriminator is not None:
+            self.discriminator.requires_grad_(True)
+        self.g_steps += 1
+        ema_cfg = dict(self.hparams.ema or {})
+        beta = ema_beta(
+            bs, int(self.g_steps), float(ema_cfg.get("half_life_images", 500.0)), ema_cfg.get("rampup")
+        )
+        ema_update(self.generator_ema, self.generator, beta)
+        self.log("train/loss", total, prog_bar=True, batch_size=bs)
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=bs)
+
+    def _discriminator_step(self, opt_d, real: torch.Tensor, cond, bs: int) -> None:
+        with torch.no_grad():
+            fake = self.generator(cond, randomize_noise=True)["image"]
+        d_loss = d_logistic_loss(self.discriminator(self._d_input(real, cond)),
+                                 self.discriminator(self._d_input(fake, cond)))  # fmt: skip
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        opt_d.step()
+        self.log("train/d_loss", d_loss, prog_bar=True, batch_size=bs)
+        r1 = dict(self.hparams.r1 or {})
+        every, gamma = int(r1.get("every", 16)), float(r1.get("gamma", 1.0))
+        if gamma > 0 and int(self.g_steps) % every == 0:
+            real_in = real.detach().requires_grad_(True)
+            penalty = r1_penalty(self.discriminator(self._d_input(real_in, cond)), real_in)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(0.5 * gamma * every * penalty)
+            opt_d.step()
+            self.log("train/r1", penalty, batch_size=bs)
+
+    # ---------------------------------------------------------------- evaluation
+    def _eval_step(self, batch: dict[str, torch.Tensor], metrics: ImageMetrics) -> dict[str, Any]:
+        with torch.no_grad():
+            out = self(batch["index"])
+        pred = out["image"].clamp(0, 1)
+        metrics.update(pred, batch["image"], batch.get("mask"))
+        return {"pred": pred, "target": batch["image"], "render": out["render"]}
+
+    def validation_step(self, batch, batch_idx):
+        return self._eval_step(batch, self.val_metrics)
+
+    def test_step(self, batch, batch_idx):
+        return self._eval_step(batch, self.test_metrics)
+
+    def configure_optimizers(self):
+        opt_g = hydra.utils.instantiate(self.hparams.optimizer_g)(params=self.generator.parameters())
+        if self.discriminator is None:
+            return opt_g
+        opt_d = hydra.utils.instantiate(self.hparams.optimizer_d)(params=self.discriminator.parameters())
+        return [opt_g, opt_d]
+
+
+def split_conditioning(cond: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(B,6,H,W) concatenated conditioning -> the dict of :class:`HeadConditioner` (render, uv, mask)."""
+    return {"render": cond[:, :3], "uv": cond[:, 3:5], "mask": cond[:, 5:6], "cond": cond}

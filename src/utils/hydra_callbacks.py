@@ -1,0 +1,53 @@
+"""Hydra callbacks (``hydra.callbacks`` in a config), run by Hydra itself around jobs and sweeps."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class CompareSweep(Callback):
+    """After a multirun, score every run's checkpoint on the same split and write one comparison table.
+
+    The table (``<sweep dir>/comparison.md`` and ``.json``) comes from :func:`src.metrics.compare`, the
+    code behind ``python evaluate.py sweep_dir=...``, which can redo it later.
+
+    Args:
+        metrics: ImageMetrics settings (lpips, fid, weights paths, required).
+        split: the split every run renders (test = held-out frames).
+        checkpoint: checkpoint file name inside ``<run>/checkpoints``.
+        batch_size: rendering and scoring batch size.
+    """
+
+    def __init__(
+        self, metrics: dict[str, Any], split: str = "test", checkpoint: str = "last.ckpt", batch_size: int = 8
+    ) -> None:
+        self.metrics = metrics
+        self.split = split
+        self.checkpoint = checkpoint
+        self.batch_size = batch_size
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from src.metrics.compare import compare_checkpoints, find_runs, format_comparison
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        metrics = (
+            OmegaConf.to_container(self.metrics, resolve=True)
+            if isinstance(self.metrics, DictConfig)
+            else dict(self.metrics)
+        )
+        rows = compare_checkpoints(
+            find_runs(sweep_dir, self.checkpoint),
+            sweep_dir / "comparison",
+            metrics,
+            self.split,
+            self.batch_size,
+        )
+        log.info("comparison of %d runs:\n%s", len(rows), format_comparison(rows))
+        log.info("written: %s", sweep_dir / "comparison" / "comparison.md")

@@ -1,0 +1,198 @@
+"""Image avatar (SelfieAvatar): conditioning, generator, EMA, a fast_dev_run per experiment, reenactment."""
+
+import src  # noqa: F401
+
+# isort: split
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.models.selfie.avatar_net import SelfieGenerator, ema_beta, ema_update
+from src.models.selfie.conditioning import HeadConditioner
+from src.render import MeshRenderer
+from tests.helpers import CONF_DIR, compose_train
+from train import train
+
+SELFIE_EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("selfie_*.yaml"))
+ABLATIONS = sorted(p.stem for p in (Path(CONF_DIR) / "ablation").glob("*.yaml"))
+SMALL_GENERATOR = [
+    "model.generator.style_dim=32", "model.generator.face.size=32", "model.generator.face.channel_base=256",
+    "model.generator.background.size=16", "model.generator.style.channel_base=512",
+    "model.generator.style.channel_max=32", "model.generator.style.min_size=4",
+    "model.discriminator.channel_base=256", "model.discriminator.channel_max=32",
+    "model.adv_start_epoch=0",  # the discriminator trains from the first step in these short runs
+]  # fmt: skip
+TINY32 = {"resolution": 32, "n_frames": 10, "texture_size": 128, "supersample": 1, "batch_size": 5}
+
+
+@pytest.fixture(scope="module")
+def subject32(tmp_path_factory, ict_model) -> Path:
+    """A 10-frame, 32 px synthetic subject (the generators need power-of-two sizes)."""
+    from src.datamodules.synthetic.generate import generate_subject
+
+    root = tmp_path_factory.mktemp("selfie") / "subject"
+    generate_subject(root, ict_model, **TINY32)
+    return root
+
+
+def selfie_overrides(subject: Path, tmp_path: Path, extra: list[str]) -> list[str]:
+    data_dir = tmp_path / "data"
+    shutil.copytree(subject, data_dir / "synthetic" / "seed0_32px_10f")
+    gen = [f"data.generator.{k}={v}" for k, v in TINY32.items()]
+    return [
+        f"paths.data_dir={data_dir}", *gen, "data.val_frames=2", "data.test_frames=2", "data.batch_size=2",
+        "metrics.fid=false", "logger=csv", *SMALL_GENERATOR, *extra,
+    ]  # fmt: skip
+
+
+def test_conditioning_images(ict_model):
+    from src.render import Cameras, look_at
+    from src.render.camera import intrinsics_from_fov
+
+    cond = HeadConditioner(ict_model, MeshRenderer(), ["eyelashes_left", "eyelashes_right"])
+    b = 2
+    R, t = look_at(torch.tensor([[0.0, 0.0, 0.7]]).expand(b, 3), torch.zeros(b, 3))
+    cams = Cameras(intrinsics_from_fov(24.0, 32, 32).expand(b, 3, 3), R, t, (32, 32))
+    zeros = torch.zeros(b, 3)
+    out = cond(torch.zeros(ict_model.n_identity), torch.zeros(b, ict_model.n_expression), zeros, zeros, cams)
+    assert out["cond"].shape == (b, HeadConditioner.channels, 32, 32)
+    m = out["mask"]
+    assert 0.1 < m.mean() < 0.9  # the head covers part of the image
+    off = m.expand_as(out["render"]) == 0
+    assert (out["render"][off] == 0).all() and (out["uv"][m.expand_as(out["uv"]) == 0] == 0).all()
+    assert out["uv"].max() <= 1 and out["render"].max() <= 1 and out["render"][~off].mean() > 0.2
+
+
+def test_generator_shapes_fixed_latents_and_gradients():
+    g = SelfieGenerator(
+        32, 32, face={"size": 32, "channels": 4, "channel_base": 256}, background={"size": 16, "channels": 2},
+        style={"channel_base": 512, "channel_max": 32, "min_size": 4}, seed=3,
+    )  # fmt: skip
+    cond = torch.rand(2, HeadConditioner.channels, 32, 32)
+    from src.models.selfie.module import split_conditioning
+
+    out = g(split_conditioning(cond), randomize_noise=False)
+    assert out["image"].shape == (2, 3, 32, 32) and out["mask"].shape == (2, 1, 32, 32)
+    assert ((out["mask"] > 0) & (out["mask"] < 1)).all()
+    again = g(split_conditioning(cond), randomize_noise=False)
+    assert torch.equal(out["image"], again["image"])  # inference is deterministic
+    g2 = SelfieGenerator(
+        32, 32, {"size": 32, "channels": 4, "channel_base": 256}, {"size": 16, "channels": 2},
+        {"channel_base": 512, "channel_max": 32, "min_size": 4}, seed=3,
+    )  # fmt: skip
+    assert torch.equal(g.z, g2.z)  # the subject's latents come from the seed
+    (out["image"].sum() + out["mask"].sum()).backward()
+    assert all(p.grad is not None for p in g.parameters())
+    with pytest.raises(ValueError, match="generator makes 32x32"):
+        g(split_conditioning(torch.rand(1, 6, 16, 16)))
+
+
+def test_ema_update_and_beta():
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    wa, wb = a.weight.detach().clone(), b.weight.detach().clone()
+    ema_update(a, b, 0.75)
+    assert torch.allclose(a.weight, 0.75 * wa + 0.25 * wb)
+    assert ema_beta(4, 0, 500.0) == pytest.approx(0.0, abs=1e-12)  # ramp-up: copies at the start
+    assert ema_beta(4, 10**6, 500.0) == pytest.approx(0.5 ** (4 / 500))
+    assert ema_beta(4, 10, 500.0, rampup=None) == pytest.approx(0.5 ** (4 / 500))
+
+
+@pytest.mark.parametrize(
+    ("experiment", "ablation"),
+    [(e, None) for e in SELFIE_EXPERIMENTS] + [("selfie_synthetic", a) for a in ABLATIONS],
+)
+def test_fast_dev_run_selfie(experiment, ablation, subject32, identity_weights, tmp_path):
+    if experiment.endswith("_video"):
+        pytest.skip("needs a video clip; tests/test_tracking_video.py::test_train_on_a_video runs it")
+    extra = [f"experiment={experiment}", "debug=fdr", f"loss.identity.weights={identity_weights}"]
+    extra += [f"ablation={ablation}"] if ablation else []
+    metrics = train(compose_train(selfie_overrides(subject32, tmp_path, extra), output_dir=tmp_path))
+    assert {"train/loss", "train/d_loss", "train/l1", "train/mask", "test/psnr"} <= set(metrics)
+    weights = compose_train(extra[:1] + extra[3:]).loss.weights
+    for term in ("cos", "mrf"):  # a term is computed exactly when its weight is on
+        assert (f"train/{term}" in metrics) == (weights[term] > 0)
+
+
+def test_cos_term_refuses_without_weights(subject32, tmp_path):
+    extra = ["experiment=selfie_synthetic", "ablation=full", "debug=fdr", "loss.identity.weights=null"]
+    cfg = compose_train(selfie_overrides(subject32, tmp_path, extra), output_dir=tmp_path)
+    with pytest.raises(Exception, match="loss.identity.weights"):
+        train(cfg)
+
+
+def test_train_checkpoint_reenact_and_resume(subject32, tmp_path):
+    """Two epochs with validation, a checkpoint that evaluate/reenact load, and a resumed third epoch."""
+    from src.models.loading import load_avatar
+
+    extra = [
+        "experiment=selfie_synthetic", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1",
+        "callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=false", "model.r1.every=2",
+    ]  # fmt: skip
+    overrides = selfie_overrides(subject32, tmp_path, extra)
+    metrics = train(compose_train(overrides, output_dir=tmp_path))
+    assert "train/r1" in metrics and metrics["test/psnr"] > 5
+    assert list((tmp_path / "images").glob("val_epoch_*.png"))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1  # last.ckpt is the last epoch, improved or not
+    assert not list(ckpt.parent.glob(".*.tmp"))
+    model, dm = load_avatar(ckpt)
+    assert int(model.g_steps) == 2 * 3  # 6 training frames, batch 2, 2 epochs
+    img = model.predict_frames(torch.tensor([0, 9]))
+    assert img.shape == (2, 3, 32, 32) and img.min() >= 0 and img.max() <= 1
+    sd = model.state_dict()
+    assert not any(k.startswith(("mrf", "identity_loss")) for k in sd)  # frozen nets stay out
+    from reenact import run as reenact_run
+
+    for mode, extra_r in (
+        ("preset", ["preset=smile", "n_frames=3"]),
+        ("orbit", ["n_frames=2", "image_size=64"]),
+    ):
+        out = tmp_path / f"reenact_{mode}"
+        args = [f"ckpt_path={ckpt}", f"mode={mode}", f"out_dir={out}", "progress=false", *extra_r]
+        cfg = compose_train(args, output_dir=out, config_name="reenact")
+        info = reenact_run(cfg)
+        assert (
+            Path(info["video"]).stat().st_size > 0
+            and len(list((out / "frames").glob("*.png"))) == info["n_frames"]
+        )
+    with pytest.raises(NotImplementedError, match="mesh avatar"):
+        model.bake_texture(16)
+    resumed = tmp_path / "resumed"  # same data, a new run folder, resumed from the checkpoint
+    overrides = [o for o in overrides if not o.startswith("trainer.max_epochs")]
+    overrides += ["trainer.max_epochs=3", f"ckpt_path={ckpt}", "test=false"]
+    train(compose_train(overrides, output_dir=resumed))
+    model2, _ = load_avatar(resumed / "checkpoints" / "last.ckpt")
+    assert int(model2.g_steps) == 3 * 3
+
+
+def test_ablation_multirun_writes_one_comparison_table(subject32, tmp_path):
+    """`python train.py -m hparams_search=selfie_ablation` trains each variant, then scores them together."""
+    import json
+    import subprocess
+    import sys
+
+    sweep = tmp_path / "sweep"
+    args = selfie_overrides(subject32, tmp_path, [
+        "experiment=selfie_synthetic", "hparams_search=selfie_ablation", "loss.weights.cos=0",
+        "ablation=no_cos,no_mrf",
+        f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1", "callbacks.rich_progress_bar=null", "callbacks.heldout_video=null",
+        "+trainer.enable_progress_bar=false", "hydra.callbacks.compare.metrics.fid=false",
+    ])  # fmt: skip
+    root = Path(CONF_DIR).parent
+    proc = subprocess.run([sys.executable, "train.py", "-m", *args], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((sweep / "comparison" / "comparison.json").read_text())
+    assert [r["run"].split()[0] for r in rows] == ["ablation=no_cos", "ablation=no_mrf"]
+    assert all(r["num_frames"] == 2 and 5 < r["psnr"] < 60 and 0 < r["ssim"] <= 1 for r in rows)
+    table = (sweep / "comparison" / "comparison.md").read_text()
+    assert table.splitlines()[0].startswith("| run | SSIM↑ | PSNR↑ | LPIPS↓ | FID↓")
+    from evaluate import run_sweep  # the same table again, from evaluate.py
+
+    cfg = compose_train([f"sweep_dir={sweep}", f"out_dir={tmp_path / 'again'}", "metrics.fid=false"],
+                        output_dir=tmp_path / "again", config_name="evaluate")  # fmt: skip
+    again = run_sweep(cfg)["runs"]
+    assert [round(r["psnr"], 4) for r in again] == [round(r["psnr"], 4) for r in rows]
