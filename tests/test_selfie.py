@@ -125,7 +125,7 @@ def test_cos_term_refuses_without_weights(subject32, tmp_path):
 
 def test_train_checkpoint_reenact_and_resume(subject32, tmp_path):
     """Two epochs with validation, a checkpoint that evaluate/reenact load, and a resumed third epoch."""
-    from src.models.loading import load_avatar
+    from src.models.loading import geometry_scores, load_avatar
 
     extra = [
         "experiment=selfie_synthetic", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1",
@@ -158,6 +158,7 @@ def test_train_checkpoint_reenact_and_resume(subject32, tmp_path):
             Path(info["video"]).stat().st_size > 0
             and len(list((out / "frames").glob("*.png"))) == info["n_frames"]
         )
+    assert geometry_scores(model, dm, "test") is None  # no geometry of its own to score
     with pytest.raises(NotImplementedError, match="mesh avatar"):
         model.bake_texture(16)
     resumed = tmp_path / "resumed"  # same data, a new run folder, resumed from the checkpoint

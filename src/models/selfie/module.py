@@ -180,11 +180,10 @@ class SelfieAvatar(AvatarModule):
         hm = self.headmodel
         return hm.canonical(self.frames.identity.expand(expression.shape[0], -1), expression, joint_pose)
 
-    @torch.no_grad()
     def posed_vertices(self, index: torch.Tensor) -> torch.Tensor:
-        """Tracked head-model vertices of frames ``index`` (the geometry the generator is conditioned on)."""
-        identity, expr, rot, trans, jp = self._params(index)
-        return self.headmodel(identity.expand(len(index), -1), expr, rot, trans, jp)
+        """Not available: the image avatar has no geometry of its own to score (it draws images over the
+        tracked head model), so evaluate.py leaves geometry out for it."""
+        raise NotImplementedError("SelfieAvatar does not refine geometry")
 
     def texture_colors(self, points, face_idx, bary, expression):
         raise NotImplementedError(
