@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -18,6 +19,31 @@ class FrozenNetLoss(nn.Module):
         net.eval().requires_grad_(False)
         object.__setattr__(self, "_net", net)
         self.train(False)
+
+    def features(
+        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[object, object]:
+        """The network's outputs for both images, after an optional mask applied to both.
+
+        Args:
+            pred: (N,3,H,W) images in [0,1] (gradients flow to them).
+            target: (N,3,H,W) images in [0,1] (a constant unless it requires grad).
+            mask: optional (N,1,H,W) weights in [0,1].
+
+        Returns:
+            (net(pred), net(target)), in the network's dtype.
+        """
+        if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
+            raise ValueError(f"expected two (N,3,H,W) images, got {tuple(pred.shape)}, {tuple(target.shape)}")
+        dtype = next(self._net.parameters()).dtype
+        pred, target = pred.to(dtype), target.to(dtype)
+        if mask is not None:
+            mask = mask.to(dtype)
+            pred, target = pred * mask, target * mask
+        fp = self._net(pred)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
+            ft = self._net(target)  # usually a constant: no activations kept for backward
+        return fp, ft
 
     @property
     def net(self) -> nn.Module:

@@ -227,14 +227,5 @@ class IdentityLoss(FrozenNetLoss):
         Returns:
             () scalar in [0, 2]; ~0 for identical inputs.
         """
-        if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
-            raise ValueError(f"expected two (N,3,H,W) images, got {tuple(pred.shape)}, {tuple(target.shape)}")
-        dtype = self._net.mean.dtype
-        pred, target = pred.to(dtype), target.to(dtype)
-        if mask is not None:
-            mask = mask.to(dtype)
-            pred, target = pred * mask, target * mask
-        fp = self._net(pred)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
-            ft = self._net(target)
+        fp, ft = self.features(pred, target, mask)
         return (1.0 - F.cosine_similarity(fp, ft, dim=1, eps=1e-8)).mean()

@@ -172,16 +172,7 @@ class PerceptualLoss(FrozenNetLoss):
         Returns:
             () or (N,); 0 for identical inputs.
         """
-        if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
-            raise ValueError(f"expected two (N,3,H,W) images, got {tuple(pred.shape)}, {tuple(target.shape)}")
-        dtype = self._net.mean.dtype
-        pred, target = pred.to(dtype), target.to(dtype)
-        if mask is not None:
-            mask = mask.to(dtype)
-            pred, target = pred * mask, target * mask
-        fp = self._net(pred)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
-            ft = self._net(target)  # usually a constant: no activations kept for backward
+        fp, ft = self.features(pred, target, mask)
         per_image = pred.new_zeros(pred.shape[0])
         for name, w in zip(self.layers, self.layer_weights):
             per_image = per_image + w * (fp[name] - ft[name]).abs().flatten(1).mean(1)
