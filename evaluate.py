@@ -24,7 +24,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from src.metrics import evaluate_folders, format_table, write_table
-from src.metrics.compare import compare_checkpoints, find_runs, format_comparison
+from src.metrics.compare import compare_sweep, format_comparison
 from src.models.loading import geometry_scores, load_avatar, render_split
 
 
@@ -63,9 +63,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     """Score every run of the multirun folder ``cfg.sweep_dir`` and write ``comparison.md/json``."""
-    runs = find_runs(to_absolute_path(cfg.sweep_dir), cfg.get("checkpoint", "last.ckpt"))
-    rows = compare_checkpoints(
-        runs, to_absolute_path(cfg.out_dir), OmegaConf.to_container(cfg.metrics, resolve=True), cfg.split,
+    rows = compare_sweep(
+        to_absolute_path(cfg.sweep_dir), to_absolute_path(cfg.out_dir),
+        OmegaConf.to_container(cfg.metrics, resolve=True), cfg.split, cfg.get("checkpoint", "last.ckpt"),
         int(cfg.get("batch_size", 8)), cfg.get("device", "cpu"),
     )  # fmt: skip
     print(format_comparison(rows))

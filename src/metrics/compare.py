@@ -7,7 +7,6 @@ Each run's checkpoint renders the same held-out frames of its subject, which are
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,8 +14,7 @@ from typing import Any
 
 import yaml
 
-from src.metrics.evaluate_folder import _fmt, evaluate_folders
-from src.utils.io import atomic_write
+from src.metrics.evaluate_folder import _fmt, evaluate_folders, write_report
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +133,24 @@ def write_comparison(
     rows: list[Mapping[str, Any]], out_dir: str | Path, name: str = "comparison"
 ) -> tuple[Path, Path]:
     """Write ``<name>.md`` and ``<name>.json`` atomically; returns their paths."""
-    out = Path(out_dir)
-    md = atomic_write(out / f"{name}.md", lambda p: p.write_text(format_comparison(rows), encoding="utf-8"))
-    js = atomic_write(
-        out / f"{name}.json",
-        lambda p: p.write_text(
-            json.dumps(list(rows), indent=2, ensure_ascii=False, default=str), encoding="utf-8"
-        ),
+    return write_report(out_dir, name, format_comparison(rows), list(rows))
+
+
+def compare_sweep(
+    sweep_dir: str | Path,
+    out_dir: str | Path,
+    metrics_cfg: Mapping[str, Any],
+    split: str = "test",
+    checkpoint: str = "last.ckpt",
+    batch_size: int = 8,
+    device: str = "cpu",
+) -> list[dict[str, Any]]:
+    """Score every run of a multirun folder (:func:`find_runs`) with :func:`compare_checkpoints`, write the
+    table into ``out_dir`` and log it. Used by ``evaluate.py sweep_dir=...`` and the ``CompareSweep``
+    Hydra callback."""
+    runs = find_runs(sweep_dir, checkpoint)
+    rows = compare_checkpoints(runs, out_dir, metrics_cfg, split, batch_size, device)
+    log.info(
+        "comparison of %d runs (%s):\n%s", len(rows), Path(out_dir) / "comparison.md", format_comparison(rows)
     )
-    return md, js
+    return rows

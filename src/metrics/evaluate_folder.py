@@ -179,18 +179,23 @@ def format_table(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_report(out_dir: str | Path, name: str, markdown: str, data: Any) -> tuple[Path, Path]:
+    """Write ``<name>.md`` (the markdown text) and ``<name>.json`` (``data``) into ``out_dir``, atomically.
+
+    Returns:
+        (markdown path, json path).
+    """
+    out_dir = Path(out_dir)
+    md = atomic_write(out_dir / f"{name}.md", lambda p: p.write_text(markdown, encoding="utf-8"))
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    js = atomic_write(out_dir / f"{name}.json", lambda p: p.write_text(text, encoding="utf-8"))
+    return md, js
+
+
 def write_table(results: Mapping[str, Any], out_dir: str | Path, name: str = "metrics") -> tuple[Path, Path]:
     """Write ``<name>.md`` (markdown table) and ``<name>.json`` into ``out_dir``, each atomically.
 
     Returns:
         (markdown path, json path).
     """
-    out_dir = Path(out_dir)
-    md = atomic_write(out_dir / f"{name}.md", lambda p: p.write_text(format_table(results), encoding="utf-8"))
-    js = atomic_write(
-        out_dir / f"{name}.json",
-        lambda p: p.write_text(
-            json.dumps(dict(results), indent=2, ensure_ascii=False, default=str), encoding="utf-8"
-        ),
-    )
-    return md, js
+    return write_report(out_dir, name, format_table(results), dict(results))

@@ -9,7 +9,7 @@ import torch
 
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.reenact.sequences import ReenactError
-from src.render import Cameras, look_at
+from src.render import Cameras, look_at, scale_intrinsics
 
 
 def parse_image_size(value, default: tuple[int, int]) -> tuple[int, int]:
@@ -22,24 +22,6 @@ def parse_image_size(value, default: tuple[int, int]) -> tuple[int, int]:
     if h < 2 or w < 2:
         raise ReenactError(f"image_size={value} is too small; give a side of at least 2 pixels, e.g. 256")
     return (h, w)
-
-
-def scale_intrinsics(K: torch.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> torch.Tensor:
-    """Intrinsics for rendering the same view at another resolution.
-
-    With pixel coordinates measured from the image corner, resizing by ``sx = W'/W``, ``sy = H'/H`` maps
-    ``(fx, cx) -> (sx fx, sx cx)`` and ``(fy, cy) -> (sy fy, sy cy)`` exactly.
-
-    Args:
-        K: (...,3,3) intrinsics for images of ``from_size`` (H, W).
-        to_size: (H', W').
-
-    Returns:
-        (...,3,3) intrinsics.
-    """
-    sy, sx = to_size[0] / from_size[0], to_size[1] / from_size[1]
-    S = torch.diag(torch.tensor([sx, sy, 1.0], dtype=K.dtype, device=K.device))
-    return S @ K
 
 
 def subject_cameras(

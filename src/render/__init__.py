@@ -5,7 +5,7 @@ the origin at the top-left image corner (pixel centres at half-integers), metres
 (B,C,H,W) in :class:`MeshRenderer` outputs; the low-level functions use (B,H,W,...) layouts.
 """
 
-from src.render.camera import Cameras, intrinsics, intrinsics_from_fov, look_at
+from src.render.camera import Cameras, intrinsics, intrinsics_from_fov, look_at, scale_intrinsics
 from src.render.interpolate import interpolate
 from src.render.rasterize import Fragments, rasterize
 from src.render.renderer import MeshRenderer, sample_texture
@@ -24,6 +24,7 @@ __all__ = [
     "look_at",
     "rasterize",
     "sample_texture",
+    "scale_intrinsics",
     "sh_ambient",
     "sh_basis",
     "sh_shading",

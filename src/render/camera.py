@@ -21,6 +21,24 @@ __all__ = ["Cameras", "intrinsics", "intrinsics_from_fov", "look_at"]
 _MIN_DIV_DEPTH = 1e-8
 
 
+def scale_intrinsics(K: torch.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> torch.Tensor:
+    """Intrinsics for rendering the same view at another resolution.
+
+    With pixel coordinates measured from the image corner, resizing by ``sx = W'/W``, ``sy = H'/H`` maps
+    ``(fx, cx) -> (sx fx, sx cx)`` and ``(fy, cy) -> (sy fy, sy cy)`` exactly.
+
+    Args:
+        K: (...,3,3) intrinsics for images of ``from_size`` (H, W).
+        to_size: (H', W').
+
+    Returns:
+        (...,3,3) intrinsics.
+    """
+    sy, sx = to_size[0] / from_size[0], to_size[1] / from_size[1]
+    S = torch.diag(torch.tensor([sx, sy, 1.0], dtype=K.dtype, device=K.device))
+    return S @ K
+
+
 @dataclass
 class Cameras:
     """A batch of pinhole cameras.
@@ -77,6 +95,11 @@ class Cameras:
             self.t.to(device=device, dtype=dtype),
             self.image_size,
         )
+
+    def resized(self, image_size: tuple[int, int]) -> Cameras:
+        """The same views rendered at another resolution (H', W') (intrinsics scaled)."""
+        size = (int(image_size[0]), int(image_size[1]))
+        return Cameras(scale_intrinsics(self.K, self.image_size, size), self.R, self.t, size)
 
     def __getitem__(self, idx: int | slice | Tensor) -> Cameras:
         """Select cameras of the batch (an int keeps a batch dimension of 1)."""

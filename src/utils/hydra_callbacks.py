@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
-
-log = logging.getLogger(__name__)
 
 
 class CompareSweep(Callback):
@@ -34,20 +31,10 @@ class CompareSweep(Callback):
         self.batch_size = batch_size
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from src.metrics.compare import compare_checkpoints, find_runs, format_comparison
+        from src.metrics.compare import compare_sweep
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        metrics = (
-            OmegaConf.to_container(self.metrics, resolve=True)
-            if isinstance(self.metrics, DictConfig)
-            else dict(self.metrics)
+        metrics = OmegaConf.to_container(OmegaConf.create(self.metrics), resolve=True)
+        compare_sweep(
+            sweep_dir, sweep_dir / "comparison", metrics, self.split, self.checkpoint, self.batch_size
         )
-        rows = compare_checkpoints(
-            find_runs(sweep_dir, self.checkpoint),
-            sweep_dir / "comparison",
-            metrics,
-            self.split,
-            self.batch_size,
-        )
-        log.info("comparison of %d runs:\n%s", len(rows), format_comparison(rows))
-        log.info("written: %s", sweep_dir / "comparison" / "comparison.md")

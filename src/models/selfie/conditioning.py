@@ -52,7 +52,7 @@ class HeadConditioner(nn.Module):
 
         Args:
             identity: (Ni,) or (B,Ni); expression: (B,Ne); rotation, translation: (B,3);
-            cameras: B cameras; joint_pose: (B,Nj) or None.
+            cameras: B cameras; joint_pose: (B,Nj) (Nj may be 0) or None.
 
         Returns:
             dict with "render" (B,3,H,W) in [0,1] (0 off the head), "uv" (B,2,H,W) in [0,1] (0 off the

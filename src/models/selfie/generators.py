@@ -55,10 +55,16 @@ def _channel_table(min_size: int, size: int, channel_base: int, channel_max: int
     return {2**i: channels_at(2**i, channel_base, channel_max) for i in levels}
 
 
-def _select_noise(
-    module: nn.Module, n_noise: int, noise: list | None, randomize_noise: bool
-) -> list[torch.Tensor | None]:
+def _register_noise(module: nn.Module, resolutions: list[int]) -> None:
+    """Give ``module`` fixed noise buffers ``noise_i`` (1,1,r_i,r_i) and ``n_noise`` = their count."""
+    module.n_noise = len(resolutions)
+    for i, r in enumerate(resolutions):
+        module.register_buffer(f"noise_{i}", torch.randn(1, 1, r, r))
+
+
+def _select_noise(module: nn.Module, noise: list | None, randomize_noise: bool) -> list[torch.Tensor | None]:
     """The per-layer noise: the given list, fresh draws (None entries), or the module's fixed buffers."""
+    n_noise = module.n_noise
     if noise is not None:
         if len(noise) != n_noise:
             raise ValueError(f"expected {n_noise} noise tensors, got {len(noise)}")
@@ -121,9 +127,7 @@ class FeatureGenerator(nn.Module):
             self.to_outs.append(ToRGB(ch[res], style_dim, out_channels, upsample=True))
             noise_res += [res, res]
             res *= 2
-        self.n_noise = len(noise_res)
-        for i, r in enumerate(noise_res):
-            self.register_buffer(f"noise_{i}", torch.randn(1, 1, r, r))
+        _register_noise(self, noise_res)
 
     def forward(
         self, z: torch.Tensor, noise: list | None = None, randomize_noise: bool = True
@@ -139,7 +143,7 @@ class FeatureGenerator(nn.Module):
             (B,out_channels,size,size) feature map.
         """
         w = self.mapping(z)
-        noise = _select_noise(self, self.n_noise, noise, randomize_noise)
+        noise = _select_noise(self, noise, randomize_noise)
         x = self.conv1(self.const.expand(z.shape[0], -1, -1, -1), w, noise[0])
         skip = self.to_out1(x, w)
         for i, to_out in enumerate(self.to_outs):
@@ -214,9 +218,7 @@ class StyleUNet(nn.Module):
             self.to_outs.append(ToRGB(ch[res], style_dim, out_channels, upsample=True))
             noise_res += [res, res]
             res *= 2
-        self.n_noise = len(noise_res)
-        for i, r in enumerate(noise_res):
-            self.register_buffer(f"noise_{i}", torch.randn(1, 1, r, r))
+        _register_noise(self, noise_res)
 
     def encode(self, cond: torch.Tensor) -> list[torch.Tensor]:
         """Encoder features, finest first.
@@ -257,7 +259,7 @@ class StyleUNet(nn.Module):
         """
         feats = self.encode(cond)
         w = self.mapping(z)
-        noise = _select_noise(self, self.n_noise, noise, randomize_noise)
+        noise = _select_noise(self, noise, randomize_noise)
         x = self.bottom(feats[-1], w, noise[0])
         skip = self.to_out_bottom(x, w)
         for i, (up, fuse, to_out) in enumerate(zip(self.up_convs, self.fuse_convs, self.to_outs)):

@@ -118,11 +118,6 @@ class SelfieAvatar(AvatarModule):
         return self
 
     # ---------------------------------------------------------------- conditioning and generation
-    def _params(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        f = self.frames
-        jp = f.joint_pose[index] if f.joint_pose.ndim == 2 and f.joint_pose.shape[-1] else None
-        return f.identity, f.expression[index], f.rotation[index], f.translation[index], jp
-
     def conditioning(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """Conditioning images of tracked frames ``index`` (B,) at the generator size (cached)."""
         if not self.hparams.cache_conditioning:
@@ -139,9 +134,10 @@ class SelfieAvatar(AvatarModule):
         return split_conditioning(self._cond_cache[index])
 
     def _conditioning_of(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        cams = self.frames.cameras_for(index, self.image_size)
-        identity, expr, rot, trans, jp = self._params(index)
-        return self.conditioner(identity, expr, rot, trans, cams, jp)
+        f = self.frames
+        cams = f.cameras_for(index, self.image_size)
+        pose = (f.rotation[index], f.translation[index])
+        return self.conditioner(f.identity, f.expression[index], *pose, cams, f.joint_pose[index])
 
     def forward(self, index: torch.Tensor, soft_alpha: bool = False) -> dict[str, torch.Tensor]:
         """Images of tracked frames ``index`` (B,) from the averaged generator (inference).
@@ -160,13 +156,9 @@ class SelfieAvatar(AvatarModule):
         Cameras of another image size are rendered at the generator size (intrinsics scaled) and the
         result is resampled to the cameras' size.
         """
-        from src.reenact.cameras import scale_intrinsics
-
         size = (self.generator.size, self.generator.size)
         target = tuple(cameras.image_size)
-        cams = cameras
-        if target != size:
-            cams = Cameras(scale_intrinsics(cameras.K, target, size), cameras.R, cameras.t, size)
+        cams = cameras.resized(size) if target != size else cameras
         cond = self.conditioner(identity, expression, rotation, translation, cams, joint_pose)
         out = self.generator_ema(cond, randomize_noise=False)
         image, mask = out["image"].clamp(0, 1), out["mask"]
