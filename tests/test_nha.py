@@ -72,6 +72,15 @@ def test_stages_schedule_and_errors():
         parse_stages({"a": {"epochs": 1, "lr": {"textur": 1}}}, {"texture"}, set())
     with pytest.raises(ValueError, match="unknown loss terms"):
         parse_stages({"a": {"epochs": 1, "lr": {}, "loss": {"rgb": 1}}}, {"texture"}, {"rgb_l1"})
+    # a 0-epoch stage keeps its place in the order but is skipped; its names are still checked
+    stages = parse_stages(
+        {"z": {"epochs": 0, "lr": {"texture": 1}}, **cfg}, {"texture", "geometry"}, {"rgb_l1"}
+    )
+    assert [s.name for s in stages] == ["a", "b"]
+    with pytest.raises(ValueError, match="unknown parameter groups"):
+        parse_stages({"z": {"epochs": 0, "lr": {"textur": 1}}, **cfg}, {"texture", "geometry"}, {"rgb_l1"})
+    with pytest.raises(ValueError, match="epochs > 0"):
+        parse_stages({"z": {"epochs": 0, "lr": {}}}, {"texture"}, set())
 
 
 @pytest.mark.parametrize("experiment", NHA_EXPERIMENTS)
@@ -107,3 +116,38 @@ def test_nha_trains_each_stage_and_checkpoint_renders(tiny_subject, tmp_path):
 
     geo = geometry_scores(model, dm, "test")  # against ground_truth/vertices.npy, face region
     assert 0 < geo["geometry_mean_mm"] < 5 and geo["geometry_hausdorff_mm"] >= geo["geometry_mean_mm"]
+    assert 0 < geo["geometry_aligned_mean_mm"] < 5
+
+
+def test_noisy_start_priors_pull_towards_the_start_not_the_truth(tiny_subject, tmp_path):
+    """With init_noise the priors anchor at the perturbed start (what a tracker gave), and a restored
+    model rebuilds the same anchors; the truth never enters the loss."""
+    import hydra
+
+    cfg = compose_train(
+        _overrides(
+            tiny_subject,
+            tmp_path,
+            ["experiment=nha_synthetic_noisy", "model.stages.geometry.epochs=3", "debug=fdr"],
+        ),
+        output_dir=tmp_path,
+    )
+    dm = hydra.utils.instantiate(cfg.data, _recursive_=False)
+    dm.prepare_data()
+    dm.setup("fit")
+
+    model = hydra.utils.instantiate(cfg.model)
+    model.frames.load(dm.params())
+    model.on_frames_ready()
+    truth = model.frames
+    assert (model.identity - truth.identity).abs().mean() > 0.1  # identity noise 0.3
+    for k in ("identity", "expression", "rotation", "translation"):
+        torch.testing.assert_close(getattr(model, f"prior_{k}"), getattr(model, k).detach())
+    assert [s.name for s in model.stages] == ["geometry", "texture", "joint"]
+    restored = hydra.utils.instantiate(cfg.model)  # as a checkpoint load builds it: no frames yet
+    restored.on_load_checkpoint({"state_dict": model.state_dict()})
+    for k in ("identity", "expression", "rotation", "translation"):
+        torch.testing.assert_close(getattr(restored, f"prior_{k}"), getattr(model, f"prior_{k}"))
+    # its first stage (the one fast_dev_run trains) fits geometry without the photometric term
+    metrics = train(cfg)
+    assert "train/landmarks" in metrics and "train/silhouette" in metrics and "train/rgb_l1" not in metrics

@@ -172,6 +172,11 @@ def format_table(results: Mapping[str, Any]) -> str:
         lines.append(
             f"Geometry against ground truth (face region): mean {results['geometry_mean_mm']:.3f} mm, "
             f"Hausdorff {results['geometry_hausdorff_mm']:.3f} mm"
+            + (
+                f"; after rigid alignment per frame: mean {results['geometry_aligned_mean_mm']:.3f} mm"
+                if "geometry_aligned_mean_mm" in results
+                else ""
+            )
         )
     lines.append("")
     lines.append("Weights:")

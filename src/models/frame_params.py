@@ -35,10 +35,11 @@ class FrameParams(nn.Module):
             self.register_buffer(k, torch.as_tensor(params[k], dtype=torch.float32, device=device).clone())
 
     def prepare_for_state_dict(self, state_dict: dict[str, torch.Tensor], prefix: str) -> None:
-        """Resize the buffers to the shapes stored under ``prefix`` in a checkpoint's state dict."""
+        """Take the frame parameters stored under ``prefix`` in a checkpoint's state dict before it loads, so
+        that :meth:`AvatarModule.on_frames_ready` sees the tracking (not just its shapes)."""
         found = {k: state_dict[prefix + k] for k in FRAME_KEYS if prefix + k in state_dict}
         if len(found) == len(FRAME_KEYS):
-            self.load({k: torch.zeros_like(v) for k, v in found.items()})
+            self.load(found)
 
     def cameras_for(self, index: torch.Tensor, image_size: tuple[int, int]):
         """Cameras of the frames ``index`` (B,)."""

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.metrics.geometry import scored_vertices, vertex_errors
+from src.metrics.geometry import geometry_errors, scored_vertices
 from src.utils.io import to_uint8, write_png
 
 
@@ -73,8 +73,8 @@ def geometry_scores(model, dm, split: str) -> dict[str, float] | None:
     """Mean and Hausdorff vertex distance (mm, face region) of a split against ground-truth vertices.
 
     Returns:
-        {"geometry_mean_mm", "geometry_hausdorff_mm"}, or None when the subject has no ground-truth
-        geometry or the model cannot give posed vertices.
+        the means of :func:`src.metrics.geometry.geometry_errors`, or None when the subject has no
+        ground-truth geometry or the model cannot give posed vertices.
     """
     path = dm.root / "ground_truth" / "vertices.npy"
     if not path.exists():
@@ -86,5 +86,4 @@ def geometry_scores(model, dm, split: str) -> dict[str, float] | None:
         return None
     gt = torch.from_numpy(np.load(path)[idx.numpy()]).float()
     face = scored_vertices(model.headmodel).cpu()
-    mean, haus = vertex_errors(pred[:, face], gt[:, face])
-    return {"geometry_mean_mm": float(mean.mean()), "geometry_hausdorff_mm": float(haus.mean())}
+    return {k: float(v.mean()) for k, v in geometry_errors(pred[:, face], gt[:, face]).items()}

@@ -23,6 +23,7 @@ import torch
 
 from src.datamodules.layout import LayoutError, SubjectLayout
 from src.headmodel.rotation import axis_angle_to_matrix
+from src.metrics.geometry import rigid_align
 from src.utils.io import write_json, write_npy, write_npz
 
 
@@ -38,15 +39,6 @@ def _project(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
 def _head_rot(p: dict[str, np.ndarray]) -> np.ndarray:
     """(N,3,3) head orientation in the camera: R_cam @ R_head."""
     return p["R"][None] @ axis_angle_to_matrix(torch.from_numpy(p["rotation"])).numpy()
-
-
-def _rigid_align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Kabsch: ``src`` (P,3) rotated and translated onto ``dst`` (P,3)."""
-    ms, md = src.mean(0), dst.mean(0)
-    U, _, Vt = np.linalg.svd((src - ms).T @ (dst - md))
-    d = np.sign(np.linalg.det(Vt.T @ U.T))
-    Rm = Vt.T @ np.diag([1, 1, d]) @ U.T
-    return (src - ms) @ Rm.T + md
 
 
 def _posed(hm, p: dict[str, np.ndarray], sl: slice) -> torch.Tensor:
@@ -119,11 +111,9 @@ def score_tracking(layout: SubjectLayout | str | Path, headmodel=None, chunk: in
             errs["head_position_mm"].append(np.linalg.norm(vt.mean(1) - vg.mean(1), axis=-1) * 1000)
             if face is not None:
                 errs["vertex_face_mm"].append(d[:, face].mean(1))
-                al = [
-                    np.linalg.norm(_rigid_align(x[face], y[face]) - y[face], axis=-1).mean()
-                    for x, y in zip(vt, vg)
-                ]
-                errs["vertex_face_aligned_mm"].append(np.array(al) * 1000)
+                xt, yt = torch.from_numpy(vt[:, face]), torch.from_numpy(vg[:, face])
+                al = (rigid_align(xt, yt) - yt).norm(dim=-1).mean(-1).numpy()
+                errs["vertex_face_aligned_mm"].append(al * 1000)
         out.update({k: float(np.concatenate(v).mean()) for k, v in errs.items() if v})
     return out
 

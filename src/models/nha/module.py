@@ -29,7 +29,7 @@ from src.losses import (
     silhouette_loss,
     uniform_laplacian,
 )
-from src.metrics.geometry import scored_vertices, vertex_errors
+from src.metrics.geometry import geometry_errors, scored_vertices
 from src.metrics.suite import ImageMetrics
 from src.models.base_module import AvatarModule
 from src.models.nha.avatar_net import NHARenderer
@@ -114,22 +114,30 @@ class NHAAvatar(AvatarModule):
 
     # ---------------------------------------------------------------- parameters
     def on_frames_ready(self, state_dict: dict[str, torch.Tensor] | None = None) -> None:
-        """Create the learnable per-frame tables: from a checkpoint's shapes, or tracking + noise."""
+        """Create the learnable per-frame tables: from a checkpoint's shapes, or tracking + noise.
+
+        The start values (tracking, perturbed by ``init_noise``) are also what the identity and expression
+        priors pull towards, and where held-out frames start their fit: the priors know only what a tracker
+        would have given, never the truth.
+        """
         f = self.frames
-        if state_dict is not None and "expression" in state_dict:
-            for k in ("identity", "expression", "rotation", "translation"):
-                setattr(self, k, nn.Parameter(torch.zeros_like(state_dict[k])))
-            return
         g = torch.Generator().manual_seed(int(self.hparams.seed))
         noise = dict(self.hparams.init_noise or {})
 
         def jitter(x: torch.Tensor, std: float) -> torch.Tensor:
             return x + std * torch.randn(x.shape, generator=g).to(x) if std > 0 else x.clone()
 
-        self.identity = nn.Parameter(jitter(f.identity, noise.get("identity", 0.0)))
-        self.expression = nn.Parameter(jitter(f.expression, noise.get("expression", 0.0)).clamp(0, 1))
-        self.rotation = nn.Parameter(jitter(f.rotation, math.radians(noise.get("rotation_deg", 0.0))))
-        self.translation = nn.Parameter(jitter(f.translation, noise.get("translation_m", 0.0)))
+        start = {
+            "identity": jitter(f.identity, noise.get("identity", 0.0)),
+            "expression": jitter(f.expression, noise.get("expression", 0.0)).clamp(0, 1),
+            "rotation": jitter(f.rotation, math.radians(noise.get("rotation_deg", 0.0))),
+            "translation": jitter(f.translation, noise.get("translation_m", 0.0)),
+        }
+        for k, v in start.items():
+            self.register_buffer(f"prior_{k}", v.clone(), persistent=False)
+        for k, v in start.items():
+            from_ckpt = state_dict is not None and k in state_dict
+            setattr(self, k, nn.Parameter(torch.zeros_like(state_dict[k]) if from_ckpt else v))
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -240,8 +248,8 @@ class NHAAvatar(AvatarModule):
             "normals": lambda: normal_consistency(out["normals"], batch["normals"], mask),
             "normal_laplacian": lambda: laplacian_normal_loss(out["normals"], batch["normals"], mask),
             "semantic": lambda: semantic_loss(out["regions"], batch["segmentation"]),
-            "expression_prior": lambda: expression_prior(self.expression[idx] - self.frames.expression[idx]),
-            "identity_prior": lambda: identity_prior(self.identity - self.frames.identity),
+            "expression_prior": lambda: expression_prior(self.expression[idx] - self.prior_expression[idx]),
+            "identity_prior": lambda: identity_prior(self.identity - self.prior_identity),
             "laplacian": lambda: laplacian_smoothness(offsets_full(), self._laplacian()),
             "edge_length": lambda: edge_length_loss(
                 out["canonical"], out["canonical"] - offsets_full(), self.edges),
@@ -268,9 +276,14 @@ class NHAAvatar(AvatarModule):
         batch = {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]}
         idx = batch["index"]
         weights = dict(cfg.get("weights", {"landmarks": 1.0, "rgb_l1": 1.0}))
-        expr = self.expression.detach()[idx].clone().requires_grad_(True)
-        rot = self.rotation.detach()[idx].clone().requires_grad_(True)
-        trans = self.translation.detach()[idx].clone().requires_grad_(True)
+        # Held-out frames start from their tracking (so a repeated call starts afresh) plus the mean offset
+        # training gave its frames' poses (mostly depth, which a single camera barely sees; small angles add).
+        train_idx = torch.as_tensor(datamodule.splits["train"], device=self.device)
+        d_rot = (self.rotation - self.prior_rotation).detach()[train_idx].mean(0)
+        d_trans = (self.translation - self.prior_translation).detach()[train_idx].mean(0)
+        expr = self.prior_expression[idx].clone().requires_grad_(True)
+        rot = (self.prior_rotation[idx] + d_rot).requires_grad_(True)
+        trans = (self.prior_translation[idx] + d_trans).requires_grad_(True)
         opt = torch.optim.Adam([expr, rot, trans], lr=float(cfg.get("lr", 2e-3)))
         frozen = [p for p in self.parameters() if p.requires_grad]
         for p in frozen:
@@ -332,9 +345,8 @@ class NHAAvatar(AvatarModule):
         if self.gt_vertices is not None:
             gt = self.gt_vertices[batch["index"].cpu()].to(pred.device)
             fv = self.face_vertices
-            mean, haus = vertex_errors(out["verts"][:, fv], gt[:, fv])
-            self.log(f"{stage}/geometry_mean_mm", mean.mean(), batch_size=bs)
-            self.log(f"{stage}/geometry_hausdorff_mm", haus.mean(), batch_size=bs)
+            for k, v in geometry_errors(out["verts"][:, fv], gt[:, fv]).items():
+                self.log(f"{stage}/{k}", v.mean(), batch_size=bs)
         return {"pred": pred, "target": batch["image"], "normals": out["normals"]}
 
     def validation_step(self, batch, batch_idx):

@@ -27,6 +27,9 @@ class Stage:
 def parse_stages(cfg: Mapping[str, Any], groups: set[str], terms: set[str]) -> list[Stage]:
     """Build the stage list in config order, checking group and term names.
 
+    A stage with 0 epochs is checked but left out, so a base config can declare a stage (in its place in
+    the order) that experiments switch on by giving it epochs.
+
     Raises:
         ValueError: an unknown group or loss term (a typo in the config), or an empty schedule.
     """
@@ -44,9 +47,13 @@ def parse_stages(cfg: Mapping[str, Any], groups: set[str], terms: set[str]) -> l
             raise ValueError(
                 f"stage '{name}' weights unknown loss terms {sorted(bad)}; known: {sorted(terms)}"
             )
-        stages.append(Stage(name=name, epochs=int(s["epochs"]), lr=lr, loss=loss))
+        epochs = int(s["epochs"])
+        if epochs < 0:
+            raise ValueError(f"stage '{name}' has {epochs} epochs; give 0 (skip it) or more")
+        if epochs > 0:
+            stages.append(Stage(name=name, epochs=epochs, lr=lr, loss=loss))
     if not stages:
-        raise ValueError("model.stages is empty; give at least one stage")
+        raise ValueError("model.stages has no stage with epochs > 0; give at least one")
     return stages
 
 
