@@ -134,8 +134,7 @@ class NHAAvatar(AvatarModule):
             "translation": jitter(f.translation, noise.get("translation_m", 0.0)),
         }
         for k, v in start.items():
-            self.register_buffer(f"prior_{k}", v.clone(), persistent=False)
-        for k, v in start.items():
+            self.register_buffer(f"prior_{k}", v.clone(), persistent=False)  # not aliased by the trained one
             from_ckpt = state_dict is not None and k in state_dict
             setattr(self, k, nn.Parameter(torch.zeros_like(state_dict[k]) if from_ckpt else v))
 
