@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import src  # noqa: F401
-from src.datamodules.layout import SubjectLayout
+from src.core.layout import SubjectLayout
 from src.datamodules.synthetic.generate import config_hash, generate_subject
 from src.headmodel.ict import ICTHeadModel
 from src.preprocess import preprocess_video

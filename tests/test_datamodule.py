@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from src.datamodules.avatar_datamodule import AvatarDataModule, split_ranges
-from src.datamodules.layout import LayoutError
+from src.core.layout import LayoutError
 
 
 def test_split_ranges_hold_out_the_last_frames():

@@ -24,7 +24,7 @@ from src.losses import (
     r1_penalty,
 )
 from src.losses.identity import FaceIdentityNet
-from src.metrics.weights import WeightsUnavailableError
+from src.pretrained.weights import WeightsUnavailableError
 
 
 def image(name, size=32):

@@ -6,7 +6,7 @@ import src  # noqa: F401
 import pytest
 import torch
 
-from src.datamodules.layout import SEG_LABELS
+from src.core.layout import SEG_LABELS
 from src.losses import DEFAULT_ICT_REGION_LABELS, masked_l1, region_label_matrix, rgb_l1, semantic_loss
 from src.utils.assets import AssetNotFoundError, find_asset
 

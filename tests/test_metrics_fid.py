@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from src.metrics import FIDMetric, WeightsUnavailableError, frechet_distance, resolve_inception
-from src.metrics.weights import InceptionFeatures, _package_file, tf_bilinear_resize
+from src.pretrained.weights import InceptionFeatures, _package_file, tf_bilinear_resize
 
 
 def scipy_fid(x1: np.ndarray, x2: np.ndarray) -> float:

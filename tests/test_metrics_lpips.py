@@ -12,9 +12,9 @@ import torch
 from skimage import data, filters, transform
 from torch import nn
 
-import src.metrics.weights as weights_module
+import src.pretrained.weights as weights_module
 from src.metrics import LPIPS, LPIPSMetric, WeightsUnavailableError, describe, resolve_lpips_alexnet
-from src.metrics.weights import ALEX_CHANNELS, ALEX_CONV_IDX, _package_file
+from src.pretrained.weights import ALEX_CHANNELS, ALEX_CONV_IDX, _package_file
 
 SLICES = dict(zip(ALEX_CONV_IDX, range(1, 6)))  # features index -> lpips' net.slice number
 

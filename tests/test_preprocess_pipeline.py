@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import src  # noqa: F401
-from src.datamodules.layout import SEG_LABELS, SubjectLayout
+from src.core.layout import SEG_LABELS, SubjectLayout
 from src.preprocess import (
     FaceTooSmallError,
     MultipleFacesError,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.datamodules.layout import SEG_LABELS, LayoutError, SubjectLayout
+from src.core.layout import SEG_LABELS, LayoutError, SubjectLayout
 from src.datamodules.synthetic.generate import generate_subject
 from src.datamodules.synthetic.trajectory import make_trajectory
 from tests.helpers import TINY_GENERATOR

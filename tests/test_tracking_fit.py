@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import src  # noqa: F401
-from src.datamodules.layout import SubjectLayout
+from src.core.layout import SubjectLayout
 from src.tracking import score_tracking, track_subject
 from src.tracking.fitter import LandmarkModel, Tracker
 from src.tracking.run import tracking_config

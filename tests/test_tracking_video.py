@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import src  # noqa: F401
-from src.datamodules.layout import SubjectLayout
+from src.core.layout import SubjectLayout
 from src.preprocess import preprocess_video
 from src.preprocess.clips import write_astronaut_clip, write_subject_video
 from src.preprocess.video import probe_video

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from src.datamodules.dataset import SubjectFrames
-from src.datamodules.layout import LayoutError, SubjectLayout
+from src.core.layout import LayoutError, SubjectLayout
 from src.datamodules.synthetic.generate import config_hash, generate_subject
 from src.utils.config import to_plain
 
@@ -43,7 +43,7 @@ class AvatarDataModule(pl.LightningDataModule):
     """Frames, masks, segmentation, normals and landmarks of one subject.
 
     Args:
-        root: subject folder (the layout of src/datamodules/layout.py).
+        root: subject folder (the layout of src/core/layout.py).
         batch_size: global batch size; each process gets batch_size // world_size.
         num_workers: DataLoader workers.
         val_frames: frames right before the test range used for validation.

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from src.datamodules.layout import SubjectLayout
+from src.core.layout import SubjectLayout
 
 
 class SubjectFrames(Dataset):

@@ -15,7 +15,7 @@ from typing import Any
 import hydra
 
 from src.datamodules.avatar_datamodule import AvatarDataModule
-from src.datamodules.layout import LayoutError
+from src.core.layout import LayoutError
 from src.utils.config import to_plain
 
 log = logging.getLogger(__name__)

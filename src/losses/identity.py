@@ -31,7 +31,7 @@ from torch import nn
 
 from src.losses.frozen import FrozenNetLoss
 from src.losses.perceptual import IMAGENET_MEAN, IMAGENET_STD
-from src.metrics.weights import WeightsUnavailableError
+from src.pretrained.weights import WeightsUnavailableError
 
 VGGFACE2_MEAN_RGB = (131.0912, 103.8827, 91.4953)  # 0..255 scale; the network sees BGR order
 PREPROCESS = ("vggface2", "imagenet")

@@ -124,7 +124,7 @@ class IDMRFLoss(FrozenNetLoss):
         max_patches: see :func:`idmrf_distance` (None = all locations).
 
     Raises:
-        src.metrics.weights.WeightsUnavailableError: no real VGG16 weights found.
+        src.pretrained.weights.WeightsUnavailableError: no real VGG16 weights found.
         ValueError: unknown layer names, or a shared ``net`` lacking a requested layer.
     """
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from src.losses.frozen import FrozenNetLoss
-from src.metrics.weights import describe
-from src.metrics.weights_vgg import VGG16_CONVS, resolve_vgg16
+from src.pretrained.weights import describe
+from src.pretrained.vgg16 import VGG16_CONVS, resolve_vgg16
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -95,13 +95,13 @@ def build_vgg16_features(
     Args:
         layers: feature layers to return.
         weights: a state dict in torchvision's ``features.*`` layout, an explicit file for
-            :func:`src.metrics.weights_vgg.resolve_vgg16`, or None to resolve automatically.
+            :func:`src.pretrained.vgg16.resolve_vgg16`, or None to resolve automatically.
 
     Returns:
         (net, source string).
 
     Raises:
-        src.metrics.weights.WeightsUnavailableError: no real weights found.
+        src.pretrained.weights.WeightsUnavailableError: no real weights found.
     """
     if isinstance(weights, dict):
         sd, source = weights, "state dict passed in"
@@ -132,7 +132,7 @@ class PerceptualLoss(FrozenNetLoss):
         source: provenance string when ``net`` is given.
 
     Raises:
-        src.metrics.weights.WeightsUnavailableError: no real VGG16 weights found.
+        src.pretrained.weights.WeightsUnavailableError: no real VGG16 weights found.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Terms that use the target segmentation (labels in :data:`src.datamodules.layout.SEG_LABELS`).
+"""Terms that use the target segmentation (labels in :data:`src.core.layout.SEG_LABELS`).
 
 ``masked_l1`` weights the photometric error per semantic class; ``semantic_loss`` penalises rendered
 head-model regions that land on pixels of a class they cannot show (e.g. the teeth region over skin).
@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import torch
 
-from src.datamodules.layout import SEG_LABELS
+from src.core.layout import SEG_LABELS
 
 # ICT-FaceKit region (``ICTHeadModel.region_names``) -> the SEG_LABELS it may be rendered over.
 # Background is allowed for no region (the silhouette term handles coverage; this term handles *where*).

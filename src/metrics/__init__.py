@@ -10,7 +10,7 @@ from src.metrics.evaluate_folder import evaluate_folders, format_table, write_ta
 from src.metrics.fid import FIDMetric, frechet_distance
 from src.metrics.lpips import LPIPS, LPIPSMetric, LPIPSNet
 from src.metrics.suite import ImageMetrics, PSNRMetric, SSIMMetric
-from src.metrics.weights import (
+from src.pretrained.weights import (
     WeightsUnavailableError,
     describe,
     resolve_inception,

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
-from src.metrics.weights import resolve_inception
+from src.pretrained.weights import resolve_inception
 
 
 def _psd_factor(mat: torch.Tensor, max_rank: int | None = None) -> torch.Tensor:
@@ -78,7 +78,7 @@ class FIDMetric(Metric):
 
     Args:
         feature_extractor: module mapping (N,...) inputs to (N,D) features; None resolves the FID
-            InceptionV3 (:func:`src.metrics.weights.resolve_inception`), which takes (N,3,H,W) in [0,1].
+            InceptionV3 (:func:`src.pretrained.weights.resolve_inception`), which takes (N,3,H,W) in [0,1].
         weights: explicit Inception weights path when ``feature_extractor`` is None.
         num_features: D; inferred from the extractor's ``num_features`` attribute, else 2048.
         **kwargs: passed to :class:`torchmetrics.Metric`.

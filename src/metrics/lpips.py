@@ -2,7 +2,7 @@
 
 ``LPIPS(x, y) = sum_l mean_hw( w_l . (n(f_l(x)) - n(f_l(y)))^2 )`` where ``f_l`` are the five ReLU outputs
 of ImageNet AlexNet applied to scaled inputs, ``n`` normalises each pixel's channel vector to unit length
-and ``w_l >= 0`` are the learned 1x1 linear layers. Weights come from :mod:`src.metrics.weights` (real
+and ``w_l >= 0`` are the learned 1x1 linear layers. Weights come from :mod:`src.pretrained.weights` (real
 weights or a loud error, never random ones).
 
 The network is frozen and kept out of the ``parameters()``/``state_dict()`` of whatever owns it: the
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
-from src.metrics.weights import ALEX_CHANNELS, ALEX_CONV_IDX, describe, resolve_lpips_alexnet
+from src.pretrained.weights import ALEX_CHANNELS, ALEX_CONV_IDX, describe, resolve_lpips_alexnet
 
 # Scaling layer constants from the LPIPS reference code (inputs in [-1,1] -> ImageNet-like statistics).
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)
@@ -83,7 +83,7 @@ def build_lpips_net(weights: str | Path | dict[str, torch.Tensor] | None = None)
         (net, source string).
 
     Raises:
-        src.metrics.weights.WeightsUnavailableError: when no real weights can be found.
+        src.pretrained.weights.WeightsUnavailableError: when no real weights can be found.
     """
     if isinstance(weights, dict):
         sd, source = weights, "state dict passed in"

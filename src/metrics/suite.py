@@ -17,7 +17,7 @@ foreground mask in [0,1], binary expected, soft values act as weights):
   mask (``p * m``, ``t * m``).
 
 LPIPS and FID need pretrained weights. If they are enabled but their weights cannot be found, then with
-``required: true`` construction raises :class:`~src.metrics.weights.WeightsUnavailableError`; with
+``required: true`` construction raises :class:`~src.pretrained.weights.WeightsUnavailableError`; with
 ``required: false`` one warning line is logged (once per process and metric) and the metric is left
 out of the results. FID needs at least 2 images per set; with fewer it is left out with a warning
 (as is ``psnr_masked`` when every mask was empty).
@@ -36,7 +36,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 from src.metrics.fid import FIDMetric
 from src.metrics.lpips import LPIPS, LPIPSMetric
-from src.metrics.weights import WeightsUnavailableError, resolve_inception
+from src.pretrained.weights import WeightsUnavailableError, resolve_inception
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # metrics whose missing weights were already reported in this process

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from src.datamodules.layout import SEG_LABELS, SubjectLayout
+from src.core.layout import SEG_LABELS, SubjectLayout
 from src.preprocess import detect as D
 from src.preprocess.errors import (
     FaceTooSmallError,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from src.datamodules.layout import SEG_LABELS
+from src.core.layout import SEG_LABELS
 
 SEGMENTATION_SOURCE = (
     "facemesh_polygons+selfie_segmentation (skin/brows/eyes/lips/mouth_interior from FaceMesh; hair/neck = "

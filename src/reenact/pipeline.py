@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.datamodules.layout import SubjectLayout
+from src.core.layout import SubjectLayout
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.reenact.cameras import orbit_cameras, parse_image_size, subject_cameras
 from src.reenact.presets import mix_presets, preset_sequence, preset_vectors

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.datamodules.layout import SubjectLayout
+from src.core.layout import SubjectLayout
 from src.datamodules.synthetic.generate import HIDDEN_REGIONS
 from src.preprocess.video import write_video
 from src.render import Cameras, MeshRenderer

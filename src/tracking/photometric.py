@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from src.datamodules.layout import SubjectLayout
+from src.core.layout import SubjectLayout
 from src.render import Cameras, MeshRenderer, sh_ambient
 from src.tracking.fitter import CAM_R, Tracker
 

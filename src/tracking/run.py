@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.datamodules.layout import SubjectLayout
+from src.core.layout import SubjectLayout
 from src.tracking.fitter import Tracker, focal_search
 from src.tracking.overlay import write_overlays
 from src.utils.config import to_plain

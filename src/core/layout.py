@@ -60,6 +60,40 @@ class SubjectLayout:
     def meta_path(self) -> Path:
         return self.root / "meta.json"
 
+    @property
+    def tracking_path(self) -> Path:
+        """Fitted head-model parameters (written by tracking)."""
+        return self.root / "tracking.npz"
+
+    @property
+    def gt_params_path(self) -> Path:
+        """True head-model parameters (synthetic subjects only)."""
+        return self.root / "ground_truth" / "params.npz"
+
+    @property
+    def gt_vertices_path(self) -> Path:
+        """(N,V,3) true posed vertices in metres (synthetic subjects only)."""
+        return self.root / "ground_truth" / "vertices.npy"
+
+    @property
+    def landmarks68_path(self) -> Path:
+        """(N,68,2) landmarks in pixels."""
+        return self.root / "landmarks68.npy"
+
+    @property
+    def landmarks478_path(self) -> Path:
+        """(N,478,2) mediapipe landmarks in pixels (real videos only)."""
+        return self.root / "landmarks478.npy"
+
+    def params_path(self, source: str) -> Path:
+        """Parameter file of ``source``: "tracking" or "ground_truth"."""
+        return self.tracking_path if source == "tracking" else self.gt_params_path
+
+    def read_gt_vertices(self) -> np.ndarray | None:
+        """(N,V,3) float32 ground-truth posed vertices, or None when the subject has none."""
+        path = self.gt_vertices_path
+        return np.load(path).astype(np.float32) if path.exists() else None
+
     def frame_path(self, kind: str, i: int) -> Path:
         """Path of frame ``i`` of an image stream (frames, masks, segmentation, normals)."""
         return self.root / kind / f"{frame_name(i)}.png"
@@ -119,11 +153,9 @@ class SubjectLayout:
                         raise LayoutError(
                             f"{self.frame_path(kind, i)} is missing; delete {self.root} and regenerate"
                         )
-        for key, rel in (("landmarks68", "landmarks68.npy"), ("tracking", "tracking.npz")):
-            if meta["available"].get(key) and not (self.root / rel).exists():
-                raise LayoutError(
-                    f"{self.root / rel} is missing although meta.json lists it; regenerate {self.root}"
-                )
+        for key, path in (("landmarks68", self.landmarks68_path), ("tracking", self.tracking_path)):
+            if meta["available"].get(key) and not path.exists():
+                raise LayoutError(f"{path} is missing although meta.json lists it; regenerate {self.root}")
         return meta
 
     def read_image(self, kind: str, i: int) -> np.ndarray:
@@ -140,7 +172,7 @@ class SubjectLayout:
             identity (Ni,), expression (N,Ne), rotation (N,3), translation (N,3), joint_pose (N,Nj),
             K (3,3), R (3,3), t (3,) as float32 arrays.
         """
-        path = self.root / ("tracking.npz" if source == "tracking" else "ground_truth/params.npz")
+        path = self.params_path(source)
         if not path.exists():
             fix = (
                 "run tracking first" if source == "tracking" else "only synthetic subjects have ground truth"
