@@ -23,8 +23,8 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from src.evaluation.compare import compare_sweep, format_comparison
 from src.metrics import evaluate_folders, format_table, write_table
-from src.metrics.compare import compare_sweep, format_comparison
 from src.models.loading import geometry_scores, load_avatar, render_split
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.datamodules.avatar_datamodule import AvatarDataModule, split_ranges
 from src.core.layout import LayoutError
+from src.datamodules.avatar_datamodule import AvatarDataModule, split_ranges
 
 
 def test_split_ranges_hold_out_the_last_frames():

@@ -12,8 +12,8 @@ from torch import nn
 
 from src.losses import PerceptualLoss
 from src.losses.perceptual import IMAGENET_MEAN, IMAGENET_STD, vgg16_layer_index
-from src.pretrained.weights import WeightsUnavailableError, describe
 from src.pretrained.vgg16 import VGG16_CONVS, resolve_vgg16
+from src.pretrained.weights import WeightsUnavailableError, describe
 
 LAYER_IDX = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}  # torchvision vgg16().features
 

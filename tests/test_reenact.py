@@ -29,9 +29,9 @@ from src.reenact import (
     scale_intrinsics,
     select_frames,
     self_sequence,
-    write_video,
 )
 from src.render import Cameras, intrinsics_from_fov, look_at
+from src.utils.video import write_video
 from tests.avatar_ckpt import tiny_avatar_checkpoint
 from tests.helpers import compose_train
 

@@ -90,8 +90,8 @@ def test_tracking_cli(astro_clip, tmp_path):
 
 def test_overlay_goes_to_the_wandb_logger(tmp_path):
     """prepare_data hands overlays/tracking.mp4 to the trainer's WandbLogger (a stand-in here)."""
-    from src.datamodules.video_datamodule import VideoDataModule
-    from src.preprocess.video import write_video
+    from src.tracking.video_datamodule import VideoDataModule
+    from src.utils.video import write_video
 
     logged = {}
 

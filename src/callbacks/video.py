@@ -9,8 +9,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from src.reenact.video import write_video
 from src.utils.io import to_uint8
+from src.utils.video import write_video
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from src.datamodules.dataset import SubjectFrames
 from src.core.layout import LayoutError, SubjectLayout
+from src.datamodules.dataset import SubjectFrames
 from src.datamodules.synthetic.generate import config_hash, generate_subject
 from src.utils.config import to_plain
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from src.losses.frozen import FrozenNetLoss
-from src.pretrained.weights import describe
 from src.pretrained.vgg16 import VGG16_CONVS, resolve_vgg16
+from src.pretrained.weights import describe
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

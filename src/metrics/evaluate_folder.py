@@ -147,7 +147,8 @@ def evaluate_folders(
     return results
 
 
-def _fmt(value: Any, digits: int) -> str:
+def format_number(value: Any, digits: int) -> str:
+    """``value`` with ``digits`` decimals; "n/a" for None or a non-finite number."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{value:.{digits}f}"
@@ -161,7 +162,7 @@ def format_table(results: Mapping[str, Any]) -> str:
         rows.append(("masked", "_masked"))
     for label, sfx in rows:
         lines.append(
-            f"| {label} | " + " | ".join(_fmt(results.get(k + sfx), d) for k, _, d in COLUMNS) + " |"
+            f"| {label} | " + " | ".join(format_number(results.get(k + sfx), d) for k, _, d in COLUMNS) + " |"
         )
     lines.append("")
     lines.append(

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from src.core.layout import SubjectLayout
-from src.preprocess.video import write_video
+from src.utils.video import write_video
 
 ASTRONAUT_FACE = (222.0, 125.0)  # face centre in skimage.data.astronaut() (512x512)
 

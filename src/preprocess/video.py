@@ -191,27 +191,3 @@ def iter_frames(
                 "frames that decode"
             )
         log.warning("%s; using the %d frames that decoded (allow_truncated=true)", msg, sel)
-
-
-def write_video(path: str | os.PathLike, frames: np.ndarray | list[np.ndarray], fps: float = 25.0) -> Path:
-    """Write RGB uint8 frames (T,H,W,3) to an H.264 MP4 (yuv420p; odd sizes are padded by one pixel)."""
-    from src.utils.io import atomic_write
-
-    frames = [np.asarray(f, dtype=np.uint8) for f in frames]
-    h, w = frames[0].shape[:2]
-    H, W = h + h % 2, w + w % 2
-
-    def _write(tmp: Path) -> None:
-        with av.open(str(tmp), "w", format="mp4") as c:
-            stream = c.add_stream("libx264", rate=int(round(fps)) or 25)
-            stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-            stream.options = {"crf": "18"}
-            for img in frames:
-                if img.shape[:2] != (H, W):
-                    img = np.pad(img, ((0, H - h), (0, W - w), (0, 0)), mode="edge")
-                for p in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                    c.mux(p)
-            for p in stream.encode():
-                c.mux(p)
-
-    return atomic_write(path, _write)

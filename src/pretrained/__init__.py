@@ -1,1 +1,4 @@
-"""Resolvers of real pretrained weights (metrics and frozen loss networks): a path, a cache or a package, never random."""
+"""Resolvers of real pretrained weights (metrics and frozen loss networks).
+
+Each weight comes from a path, a cache or a package, never random.
+"""

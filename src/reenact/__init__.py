@@ -4,7 +4,6 @@ Modules:
     :mod:`~src.reenact.sequences`: :class:`ParamSequence`, self/cross sequences, head and neck overrides.
     :mod:`~src.reenact.presets`: named ARKit expression presets, mixing and ease-in/out ramps.
     :mod:`~src.reenact.cameras`: the subject's camera at any resolution, orbits for novel views.
-    :mod:`~src.reenact.video`: atomic MP4 (libx264, yuv420p) and PNG-frame writers.
     :mod:`~src.reenact.pipeline`: a config -> sequence + cameras -> rendered files (used by reenact.py).
 """
 
@@ -23,12 +22,10 @@ from src.reenact.sequences import (
     select_frames,
     self_sequence,
 )
-from src.reenact.video import VideoWriter, write_frames, write_video
 
 __all__ = [
     "ParamSequence",
     "ReenactError",
-    "VideoWriter",
     "apply_head_pose",
     "apply_neck_pose",
     "cross_sequence",
@@ -46,6 +43,4 @@ __all__ = [
     "select_frames",
     "self_sequence",
     "subject_cameras",
-    "write_frames",
-    "write_video",
 ]

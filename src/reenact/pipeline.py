@@ -32,9 +32,9 @@ from src.reenact.sequences import (
     select_frames,
     self_sequence,
 )
-from src.reenact.video import VideoWriter, to_uint8, write_frames
 from src.render import Cameras
-from src.utils.io import write_json, write_npz
+from src.utils.io import to_uint8, write_json, write_npz
+from src.utils.video import VideoWriter, write_frames
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ def reenact(model, dm, cfg: Mapping[str, Any], out_dir: str | Path) -> dict[str,
         for images in render_sequence(
             model, seq, cameras, int(cfg.get("batch_size", 8)), cfg.get("progress", True)
         ):
-            batch = to_uint8(images)
+            batch = to_uint8(images.permute(0, 2, 3, 1))  # (B,3,H,W) -> (B,H,W,3)
             if cfg.get("write_frames", True):
                 write_frames(out / "frames", batch, start=i)
             for frame in batch:

@@ -4,6 +4,7 @@ mesh blended on top, written as ``overlays/tracking.mp4`` and optionally logged 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -12,11 +13,25 @@ import torch
 from tqdm import tqdm
 
 from src.core.layout import SubjectLayout
-from src.datamodules.synthetic.generate import HIDDEN_REGIONS
-from src.preprocess.video import write_video
+from src.headmodel.ict import ICT_OVERLAY_REGIONS
 from src.render import Cameras, MeshRenderer
+from src.utils.video import write_video
 
 log = logging.getLogger(__name__)
+
+
+def hidden_regions(headmodel, regions: Sequence[str] | None = None) -> list[str]:
+    """Regions left out of the mesh overlay, keeping only names the head model has.
+
+    Args:
+        headmodel: the fitted head model.
+        regions: the list to use; None: the head model's own ``hidden_regions`` (transparent overlay
+            parts, eyelash shells) where it declares them, else ICT's transparent overlay parts.
+    """
+    if regions is None:
+        # TODO(arch-configs): head models declare their hidden regions; drop this fallback once they do.
+        regions = getattr(headmodel, "hidden_regions", ICT_OVERLAY_REGIONS)
+    return [r for r in regions if r in headmodel.region_names]
 
 
 def _dots(img: np.ndarray, pts: np.ndarray, color: tuple[int, int, int], r: int) -> None:
@@ -33,6 +48,7 @@ def render_overlays(
     max_frames: int | None = None,
     batch: int = 8,
     alpha: float = 0.5,
+    hidden: Sequence[str] = (),
 ) -> np.ndarray:
     """Overlay frames of a tracked subject.
 
@@ -43,6 +59,7 @@ def render_overlays(
         max_frames: at most this many frames, evenly spaced over the sequence (None: all).
         batch: frames rendered at once.
         alpha: mesh opacity.
+        hidden: head-model regions not drawn (see :func:`hidden_regions`).
 
     Returns:
         (T,H,2W,3) uint8: left the frame with landmarks, right the mesh overlay (or the frame).
@@ -57,7 +74,7 @@ def render_overlays(
     n = len(sel)
     H, W = int(meta["height"]), int(meta["width"])
     r = max(1, round(H / 200))
-    keep = ~headmodel.region_face_mask([h for h in HIDDEN_REGIONS if h in headmodel.region_names])
+    keep = ~headmodel.region_face_mask([h for h in hidden if h in headmodel.region_names])
     faces = headmodel.faces[keep]
     renderer = MeshRenderer()
     out = np.zeros((n, H, 2 * W, 3), np.uint8)
@@ -95,7 +112,7 @@ def write_overlays(root: str | Path, headmodel, cfg: dict, fps: float | None = N
     Args:
         root: tracked subject.
         headmodel: the head model of the fit.
-        cfg: tracking config (``overlay``, ``log_wandb``).
+        cfg: tracking config (``overlay``: enabled, mesh, max_frames, hidden_regions; ``log_wandb``).
         fps: video rate (default: the subject's).
 
     Returns:
@@ -103,7 +120,9 @@ def write_overlays(root: str | Path, headmodel, cfg: dict, fps: float | None = N
     """
     layout = SubjectLayout(Path(root))
     meta = layout.read_meta()
-    frames = render_overlays(root, headmodel, cfg["overlay"]["mesh"], cfg["overlay"]["max_frames"])
+    ov = cfg["overlay"]
+    hidden = hidden_regions(headmodel, ov.get("hidden_regions"))
+    frames = render_overlays(root, headmodel, ov["mesh"], ov["max_frames"], hidden=hidden)
     path = write_video(layout.root / "overlays" / "tracking.mp4", frames, fps or meta.get("fps") or 25.0)
     log.info("tracking overlays: %s", path)
     if cfg.get("log_wandb"):

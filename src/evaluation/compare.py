@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from src.metrics.evaluate_folder import _fmt, evaluate_folders, write_report
+from src.metrics.evaluate_folder import evaluate_folders, format_number, write_report
+from src.models.loading import load_avatar, render_split
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,6 @@ def compare_checkpoints(
     Returns:
         One dict per run: {"run", "checkpoint", and the metric keys of evaluate_folders or "error"}.
     """
-    from src.models.loading import load_avatar, render_split
-
     out = Path(out_dir)
     rows: list[dict[str, Any]] = []
     for i, (label, ckpt) in enumerate(runs.items()):
@@ -121,7 +120,7 @@ def format_comparison(rows: list[Mapping[str, Any]]) -> str:
         for sfx, tag in (("", ""), ("_masked", " (masked)")):
             if sfx and f"psnr{sfx}" not in row:
                 continue
-            vals = " | ".join(_fmt(row.get(k + sfx), d) for k, _, d in COMPARISON_COLUMNS)
+            vals = " | ".join(format_number(row.get(k + sfx), d) for k, _, d in COMPARISON_COLUMNS)
             lines.append(f"| {row['run']}{tag} | {vals} | {row.get('num_frames' + sfx, 'n/a')} |")
     sources = next((r.get("sources") for r in rows if r.get("sources")), None)
     if sources:

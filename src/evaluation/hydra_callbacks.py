@@ -8,12 +8,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from src.evaluation.compare import compare_sweep
+
 
 class CompareSweep(Callback):
     """After a multirun, score every run's checkpoint on the same split and write one comparison table.
 
-    The table (``<sweep dir>/comparison.md`` and ``.json``) comes from :func:`src.metrics.compare`, the
-    code behind ``python evaluate.py sweep_dir=...``, which can redo it later.
+    The table (``<sweep dir>/comparison.md`` and ``.json``) comes from
+    :func:`src.evaluation.compare.compare_sweep`, the code behind ``python evaluate.py sweep_dir=...``,
+    which can redo it later.
 
     Args:
         metrics: ImageMetrics settings (lpips, fid, weights paths, required).
@@ -31,8 +34,6 @@ class CompareSweep(Callback):
         self.batch_size = batch_size
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from src.metrics.compare import compare_sweep
-
         sweep_dir = Path(config.hydra.sweep.dir)
         metrics = OmegaConf.to_container(OmegaConf.create(self.metrics), resolve=True)
         compare_sweep(

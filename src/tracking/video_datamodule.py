@@ -1,5 +1,7 @@
 """A selfie video as training data: preprocessing and tracking run once in ``prepare_data`` (cached).
 
+It lives in src.tracking because it runs preprocess and tracking (a data module below them could not).
+
 ``python train.py experiment=baseline_video data.path=me.mp4`` preprocesses the video into
 ``${paths.data_dir}/videos/<stem>`` (frames, masks, segmentation, landmarks; see docs/video.md), fits the
 head model (tracking.npz), then trains on the result like on any subject layout. A second run with the
@@ -14,8 +16,10 @@ from typing import Any
 
 import hydra
 
-from src.datamodules.avatar_datamodule import AvatarDataModule
 from src.core.layout import LayoutError
+from src.datamodules.avatar_datamodule import AvatarDataModule
+from src.preprocess.pipeline import preprocess_video
+from src.tracking.run import track_subject
 from src.utils.config import to_plain
 
 log = logging.getLogger(__name__)
@@ -69,9 +73,6 @@ class VideoDataModule(AvatarDataModule):
 
     def prepare_data(self) -> None:
         """Preprocess and track the video unless a cached result with the same settings exists."""
-        from src.preprocess.pipeline import preprocess_video
-        from src.tracking.run import track_subject
-
         if self.headmodel_cfg is None:
             raise LayoutError(
                 "data.headmodel is not set; tracking needs it (headmodel=ict or headmodel=flame)"
