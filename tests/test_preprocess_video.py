@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -14,7 +16,8 @@ from src.preprocess.detect import CropBox, classify_frame, crop_frame, sequence_
 from src.preprocess.errors import VideoReadError, format_frames
 from src.preprocess.landmarks import MP_TO_IBUG68, dlib_available, mediapipe_to_ibug68
 from src.preprocess.video import iter_frames, probe_video
-from src.utils.video import write_video
+from src.utils.assets import AssetNotFoundError, find_asset
+from src.utils.video import frame_rate, write_video
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +77,46 @@ def test_truncated_file_is_an_error_unless_allowed(clip, tmp_path):
         list(iter_frames(cut))
     kept = list(iter_frames(cut, allow_truncated=True))
     assert 0 < len(kept) < 24
+
+
+def test_file_cut_at_a_packet_boundary_is_truncated(clip, tmp_path):
+    """Every packet left decodes cleanly, but the stream ends before the last packet its index lists."""
+    with av.open(str(clip)) as c:
+        pos = [p.pos for p in c.demux(c.streams.video[0]) if p.size]
+    cut = tmp_path / "cut_at_packet.mp4"
+    cut.write_bytes(clip.read_bytes()[: pos[16]])
+    with pytest.raises(VideoReadError, match="ends after 16 of the 24 packets"):
+        list(iter_frames(cut))
+
+
+def _asset(name: str) -> Path | None:
+    try:
+        return find_asset(name)
+    except AssetNotFoundError:
+        return None
+
+
+NO_FACE = _asset("videos/no_face.mp4")
+
+
+@pytest.mark.skipif(NO_FACE is None, reason="real test media videos/no_face.mp4 not found (../shared/assets)")
+def test_announced_count_off_by_a_few_frames_is_not_truncation():
+    """no_face.mp4 announces 98 frames; 95 decode (3 pre-roll packets before t=0); it is a whole file."""
+    path = NO_FACE
+    assert probe_video(path).n_frames == 98
+    frames = list(iter_frames(path))
+    assert len(frames) == 95 and frames[0].time >= 0
+    assert frames[-1].time == pytest.approx(3.917, abs=0.01)  # the last packet's time, 48128 / 12288 s
+
+
+def test_write_video_keeps_fractional_frame_rates(tmp_path):
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    for fps, rate in ((29.97, Fraction(30000, 1001)), (30000 / 1001, Fraction(30000, 1001)), (12.5, 12.5)):
+        with av.open(str(write_video(tmp_path / "r.mp4", frames, fps=fps))) as c:
+            assert c.streams.video[0].average_rate == rate
+    assert frame_rate(25) == 25 and frame_rate(Fraction(24000, 1001)) == Fraction(24000, 1001)
+    with pytest.raises(ValueError, match="fps"):
+        frame_rate(0)
 
 
 def test_write_video_roundtrip_odd_size(tmp_path):

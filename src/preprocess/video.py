@@ -126,12 +126,15 @@ def iter_frames(
         allow_truncated: on a decoding error or a stream that ends early, keep the frames that decoded
             (with a warning) instead of raising.
 
+    A file is truncated when decoding fails, when the stream ends before the last packet its index lists,
+    or when the decoded frames stop short of the stream's last packet. A container that announces a few
+    more frames than decode (pre-roll packets before time 0 that an edit list drops) is not truncated.
+
     Yields:
         :class:`DecodedFrame` with the upright RGB image (H,W,3) uint8.
 
     Raises:
-        VideoReadError: unreadable file; decoding errors or a stream shorter than announced (a truncated
-            file), unless ``allow_truncated``.
+        VideoReadError: unreadable file; a truncated file (see above), unless ``allow_truncated``.
     """
     container = _open(path)
     try:
@@ -140,16 +143,22 @@ def iter_frames(
         tb = float(s.time_base) if s.time_base else 0.0
         rate = float(s.average_rate or s.guessed_rate or 25)
         next_t = start_s
-        raw = sel = 0
+        raw = sel = packets = 0
+        last_packet = last_frame = None  # largest pts of the demuxed packets / of the decoded frames
         stopped_early = False
         error = None
         for packet in container.demux(s):
+            if packet.size and packet.pts is not None:
+                packets += 1
+                last_packet = packet.pts if last_packet is None else max(last_packet, packet.pts)
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as e:
                 error = e
                 break
             for f in frames:
+                if f.pts is not None:
+                    last_frame = f.pts if last_frame is None else max(last_frame, f.pts)
                 t = float(f.pts * tb) if f.pts is not None and tb else raw / rate
                 raw += 1
                 if t < start_s - 1e-6:
@@ -179,11 +188,16 @@ def iter_frames(
             f"{path}: no frame of the video decodes ({error or 'empty stream'}); the file is damaged or "
             "truncated: re-export or re-download it"
         )
-    short = not stopped_early and announced > 0 and raw < announced - 1
-    if error is not None or short:
-        why = (
-            f"decoding failed after {raw} frames ({error})" if error else f"only {raw} of {announced} frames"
-        )
+    why = None
+    if error is not None:
+        why = f"decoding failed after {raw} frames ({error})"
+    elif not stopped_early and announced > 0 and packets < announced - 1:
+        why = f"the stream ends after {packets} of the {announced} packets its index lists"
+    elif not stopped_early and last_packet is not None and last_frame is not None and tb:
+        gap = float((last_packet - last_frame) * tb)
+        if gap > 1.5 / rate:
+            why = f"decoding stops {gap:.2f} s before the stream's last packet ({raw} frames decoded)"
+    if why is not None:
         msg = f"{path} looks truncated or damaged: {why}"
         if not allow_truncated:
             raise VideoReadError(
