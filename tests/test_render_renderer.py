@@ -10,11 +10,14 @@ import torch
 from src.render import (
     Cameras,
     MeshRenderer,
+    box_filter,
+    center_samples,
     intrinsics_from_fov,
     lambert,
     look_at,
     sh_ambient,
     sh_shading,
+    supersample_cameras,
     vertex_normals,
 )
 
@@ -215,3 +218,21 @@ def test_large_mesh_float32_batch():
     (out["rgb"].mean() + out["alpha"].mean()).backward()
     assert torch.isfinite(verts.grad).all() and verts.grad.abs().sum() > 0
     assert torch.isfinite(colors.grad).all() and colors.grad.abs().sum() > 0
+
+
+def test_supersampling_scales_the_camera_and_filters_edges():
+    """4x supersampling: projections scale by 4 about the image corner; a box-filtered edge is fractional."""
+    cams = front_camera()
+    hi = supersample_cameras(cams, 4)
+    assert hi.image_size == (4 * S, 4 * S) and supersample_cameras(cams, 1) is cams
+    pts = torch.tensor([[[0.03, -0.02, 0.01], [-0.05, 0.04, -0.02]]])
+    assert torch.allclose(hi.project(pts), 4 * cams.project(pts), atol=1e-4)
+    with pytest.raises(ValueError, match="positive integer"):
+        supersample_cameras(cams, 1.5)
+    v, faces, _, _ = quad(0.0523)
+    mask = MeshRenderer()(v[None], faces, hi, soft_alpha=False)["mask"].float()
+    alpha = box_filter(mask, 4)
+    assert alpha.shape == (1, 1, S, S)
+    assert ((alpha > 0) & (alpha < 1)).any()  # partially covered edge pixels
+    assert torch.equal(center_samples(mask, 4), mask[:, :, 2::4, 2::4])
+    assert alpha.sum() == pytest.approx(mask.sum() / 16)

@@ -181,7 +181,7 @@ def test_ablation_multirun_writes_one_comparison_table(subject32, tmp_path):
         "ablation=no_cos,no_mrf",
         f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
         "+trainer.limit_val_batches=1", "callbacks.rich_progress_bar=null", "callbacks.heldout_video=null",
-        "+trainer.enable_progress_bar=false", "hydra.callbacks.compare.metrics.fid=false",
+        "+trainer.enable_progress_bar=false", "hydra.callbacks.compare.fid=false",
     ])  # fmt: skip
     root = Path(CONF_DIR).parent
     proc = subprocess.run([sys.executable, "train.py", "-m", *args], cwd=root, capture_output=True, text=True)

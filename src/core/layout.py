@@ -12,6 +12,7 @@ See docs/data_layout.md for the full description. In short::
     <root>/tracking.npz               fitted parameters (written by tracking)
     <root>/ground_truth/params.npz    true parameters (synthetic only), same keys as tracking.npz
     <root>/ground_truth/vertices.npy  (N,V,3) float32 true posed vertices, metres, world frame
+    <root>/ground_truth/landmarks68_3d.npy  (N,68,3) true 3D landmarks; albedo.png the true texture
 """
 
 from __future__ import annotations
@@ -76,6 +77,16 @@ class SubjectLayout:
         return self.root / "ground_truth" / "vertices.npy"
 
     @property
+    def gt_landmarks3d_path(self) -> Path:
+        """(N,68,3) true 3D landmarks in metres, world frame (synthetic subjects only)."""
+        return self.root / "ground_truth" / "landmarks68_3d.npy"
+
+    @property
+    def gt_albedo_path(self) -> Path:
+        """The true albedo texture, PNG (synthetic subjects only)."""
+        return self.root / "ground_truth" / "albedo.png"
+
+    @property
     def landmarks68_path(self) -> Path:
         """(N,68,2) landmarks in pixels."""
         return self.root / "landmarks68.npy"
@@ -84,6 +95,12 @@ class SubjectLayout:
     def landmarks478_path(self) -> Path:
         """(N,478,2) mediapipe landmarks in pixels (real videos only)."""
         return self.root / "landmarks478.npy"
+
+    def resolve_source(self, source: str) -> str:
+        """``"auto"`` -> "tracking" when tracking.npz exists, else "ground_truth"; other names unchanged."""
+        if source != "auto":
+            return source
+        return "tracking" if self.tracking_path.is_file() else "ground_truth"
 
     def params_path(self, source: str) -> Path:
         """Parameter file of ``source``: "tracking" or "ground_truth"."""

@@ -134,9 +134,7 @@ class AvatarDataModule(pl.LightningDataModule):
 
     def params(self, source: str | None = None) -> dict[str, torch.Tensor]:
         """Per-frame head-model parameters (see SubjectLayout.read_params) as tensors."""
-        source = source or self.params_source
-        if source == "auto":
-            source = "tracking" if (self.root / "tracking.npz").exists() else "ground_truth"
+        source = self.layout.resolve_source(source or self.params_source)
         return {k: torch.from_numpy(np.asarray(v)) for k, v in self.layout.read_params(source).items()}
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

@@ -24,7 +24,7 @@ class SubjectFrames(Dataset):
         self.available = meta["available"]
         self.landmarks = None
         if self.available.get("landmarks68"):
-            self.landmarks = torch.from_numpy(np.load(layout.root / "landmarks68.npy")).float()
+            self.landmarks = torch.from_numpy(np.load(layout.landmarks68_path)).float()
 
     def __len__(self) -> int:
         return len(self.indices)

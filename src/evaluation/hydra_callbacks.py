@@ -19,16 +19,23 @@ class CompareSweep(Callback):
     which can redo it later.
 
     Args:
-        metrics: ImageMetrics settings (lpips, fid, weights paths, required).
+        metrics: ImageMetrics settings (conf/metrics: lpips, fid, weights paths, required, masked).
+        fid: turns FID on or off for the table, over ``metrics.fid`` (None: as in ``metrics``).
         split: the split every run renders (test = held-out frames).
         checkpoint: checkpoint file name inside ``<run>/checkpoints``.
         batch_size: rendering and scoring batch size.
     """
 
     def __init__(
-        self, metrics: dict[str, Any], split: str = "test", checkpoint: str = "last.ckpt", batch_size: int = 8
+        self,
+        metrics: dict[str, Any],
+        split: str = "test",
+        checkpoint: str = "last.ckpt",
+        batch_size: int = 8,
+        fid: bool | None = None,
     ) -> None:
         self.metrics = metrics
+        self.fid = fid
         self.split = split
         self.checkpoint = checkpoint
         self.batch_size = batch_size
@@ -36,6 +43,8 @@ class CompareSweep(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         metrics = OmegaConf.to_container(OmegaConf.create(self.metrics), resolve=True)
+        if self.fid is not None:
+            metrics["fid"] = bool(self.fid)
         compare_sweep(
             sweep_dir, sweep_dir / "comparison", metrics, self.split, self.checkpoint, self.batch_size
         )

@@ -161,26 +161,26 @@ class ImageMetrics(nn.Module):
         for sfx in suffixes:
             metrics["psnr" + sfx] = PSNRMetric(masked=bool(sfx))
             metrics["ssim" + sfx] = SSIMMetric()
-        if lpips:
+        networks = {  # name -> (enabled, load the frozen network, one metric around it)
+            "lpips": (lpips, lambda: LPIPS(lpips_weights), lambda net: LPIPSMetric(lpips=net)),
+            "fid": (
+                fid,
+                lambda: resolve_inception(inception_weights),
+                lambda net: FIDMetric(feature_extractor=net),
+            ),
+        }
+        for name, (enabled, load, metric) in networks.items():
+            if not enabled:
+                self.sources[name] = "disabled"
+                continue
             try:
-                net = LPIPS(lpips_weights)
-                self.sources["lpips"] = net.source
-                for sfx in suffixes:
-                    metrics["lpips" + sfx] = LPIPSMetric(lpips=net)
+                net = load()
             except WeightsUnavailableError as err:
-                self._unavailable("lpips", err, required)
-        else:
-            self.sources["lpips"] = "disabled"
-        if fid:
-            try:
-                inception = resolve_inception(inception_weights)
-                self.sources["fid"] = inception.source
-                for sfx in suffixes:
-                    metrics["fid" + sfx] = FIDMetric(feature_extractor=inception)
-            except WeightsUnavailableError as err:
-                self._unavailable("fid", err, required)
-        else:
-            self.sources["fid"] = "disabled"
+                self._unavailable(name, err, required)
+                continue
+            self.sources[name] = net.source
+            for sfx in suffixes:
+                metrics[name + sfx] = metric(net)
         self.metrics = nn.ModuleDict(metrics)
 
     def _unavailable(self, name: str, err: WeightsUnavailableError, required: bool) -> None:

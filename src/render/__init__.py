@@ -11,11 +11,14 @@ from src.render.rasterize import Fragments, rasterize
 from src.render.renderer import MeshRenderer, sample_texture
 from src.render.shading import face_normals, lambert, sh_ambient, sh_basis, sh_shading, vertex_normals
 from src.render.silhouette import soft_silhouette
+from src.render.supersample import box_filter, center_samples, supersample_cameras
 
 __all__ = [
     "Cameras",
     "Fragments",
     "MeshRenderer",
+    "box_filter",
+    "center_samples",
     "face_normals",
     "interpolate",
     "intrinsics",
@@ -29,5 +32,6 @@ __all__ = [
     "sh_basis",
     "sh_shading",
     "soft_silhouette",
+    "supersample_cameras",
     "vertex_normals",
 ]

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from src.headmodel.rotation import axis_angle_to_matrix, matrix_to_axis_angle
+from src.render import Cameras
 
 CAM_R = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 
@@ -68,17 +69,28 @@ class LandmarkModel(nn.Module):
         return lm @ axis_angle_to_matrix(rotation).transpose(1, 2) + translation[:, None]
 
 
-def project(points: torch.Tensor, focal: torch.Tensor, distance: float, size: int) -> torch.Tensor:
-    """World points (N,P,3) -> pixels (N,P,2) with the fit's camera (see the module docstring)."""
-    x, y, z = points.unbind(-1)
-    depth = (distance - z).clamp_min(1e-3)  # camera z = -z_world + D
-    return torch.stack([focal * x / depth + size / 2, focal * (-y) / depth + size / 2], -1)
+def fit_cameras(focal: torch.Tensor | float, distance: torch.Tensor | float, size: int) -> Cameras:
+    """The fit's camera (see the module docstring) for square images of side ``size``.
+
+    Args:
+        focal: focal length in pixels (a tensor keeps its gradient).
+        distance: camera distance D in metres (likewise).
+        size: image side in pixels; the principal point is the image centre.
+
+    Returns:
+        One camera (batch 1) whose :meth:`Cameras.project` is the fit's projection.
+    """
+    f = torch.as_tensor(focal, dtype=torch.float32)
+    d = torch.as_tensor(distance, dtype=torch.float32)
+    zero, one, c = f.new_zeros(()), f.new_ones(()), f.new_tensor(size / 2)
+    K = torch.stack([torch.stack([f, zero, c]), torch.stack([zero, f, c]), torch.stack([zero, zero, one])])
+    return Cameras(K, CAM_R.to(f), torch.stack([zero, zero, d]), (size, size))
 
 
 def camera_matrices(focal: float, distance: float, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """K (3,3), R (3,3), t (3,) of the fit's camera."""
-    K = np.array([[focal, 0, size / 2], [0, focal, size / 2], [0, 0, 1]], np.float32)
-    return K, CAM_R.numpy().astype(np.float32), np.array([0, 0, distance], np.float32)
+    """K (3,3), R (3,3), t (3,) of the fit's camera, as float32 arrays (for tracking.npz)."""
+    cams = fit_cameras(float(focal), float(distance), size)
+    return cams.K[0].numpy(), cams.R[0].numpy(), cams.t[0].numpy()
 
 
 def rigid_init(
@@ -183,11 +195,15 @@ class Tracker(nn.Module):
             self.rotation.copy_(torch.from_numpy(rot))
             self.translation.copy_(torch.from_numpy(trans))
 
+    def cameras(self) -> Cameras:
+        """The current camera (focal length and distance as fitted), differentiable."""
+        return fit_cameras(self.focal, self.distance, self.size)
+
     def landmarks2d(self) -> torch.Tensor:
         """(N,68,2) projected model landmarks."""
         jp = self.joint_pose if self.joint_pose.shape[1] else None
         pts = self.lmk(self.identity, self.expression, self.rotation, self.translation, jp)
-        return project(pts, self.focal, self.distance, self.size)
+        return self.cameras().project(pts)
 
     def residuals(self) -> torch.Tensor:
         """(N,68) reprojection error in pixels at 256 px."""

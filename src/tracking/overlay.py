@@ -67,7 +67,7 @@ def render_overlays(
     layout = SubjectLayout(Path(root))
     meta = layout.read_meta()
     p = {k: torch.from_numpy(v) for k, v in layout.read_params("tracking").items()}
-    obs = np.load(layout.root / "landmarks68.npy")
+    obs = np.load(layout.landmarks68_path)
     sel = np.arange(len(obs))
     if max_frames is not None and len(obs) > int(max_frames):
         sel = np.unique(np.linspace(0, len(obs) - 1, int(max_frames)).round().astype(int))

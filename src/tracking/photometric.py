@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from src.core.layout import SubjectLayout
-from src.render import Cameras, MeshRenderer, sh_ambient
-from src.tracking.fitter import CAM_R, Tracker
+from src.render import MeshRenderer, sh_ambient
+from src.tracking.fitter import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,6 @@ def photometric_refine(
     groups = [{**g, "lr": g["lr"] * scale} for g in tk.stage_params("full")]
     opt = torch.optim.Adam([*groups, {"params": [colors], "lr": 0.05}, {"params": [sh], "lr": 0.02}])
     gen = torch.Generator().manual_seed(0)
-    s = res / tk.size
     terms: dict[str, float] = {}
     for _ in tqdm(range(int(pcfg["steps"])), desc="photometric refinement", unit="step"):
         idx = torch.randperm(n, generator=gen)[: int(pcfg["batch_frames"])]
@@ -78,12 +77,7 @@ def photometric_refine(
         jp = tk.joint_pose[idx] if tk.joint_pose.shape[1] else None
         verts = headmodel(tk.identity[None].expand(b, -1), tk.expression[idx], tk.rotation[idx],
                           tk.translation[idx], jp)  # fmt: skip
-        K = torch.zeros(3, 3)
-        K[0, 0] = K[1, 1] = tk.focal * s
-        K[0, 2] = K[1, 2] = res / 2
-        K[2, 2] = 1
-        t = torch.stack([torch.zeros(()), torch.zeros(()), tk.distance])
-        cams = Cameras(K, CAM_R, t, (res, res))
+        cams = tk.cameras().resized((res, res))
         out = renderer(verts, faces, cams, vertex_colors=torch.sigmoid(colors), sh=sh, soft_alpha=False)
         w = out["mask"].float() * fg[idx]
         photo = ((out["rgb"] - frames[idx]).abs() * w).sum() / (3 * w.sum()).clamp_min(1.0)

@@ -100,11 +100,11 @@ def track_subject(
     layout = SubjectLayout(Path(root))
     meta = layout.validate()
     cfg = resolve_auto(tracking_config(cfg), meta)
-    lmk_path = layout.root / "landmarks68.npy"
+    lmk_path = layout.landmarks68_path
     digest = tracking_hash(cfg, headmodel, lmk_path)
     done = meta.get("tracking") or {}
-    if not force and done.get("config_hash") == digest and (layout.root / "tracking.npz").exists():
-        log.info("tracking is cached in %s", layout.root / "tracking.npz")
+    if not force and done.get("config_hash") == digest and layout.tracking_path.exists():
+        log.info("tracking is cached in %s", layout.tracking_path)
         if cfg["overlay"]["enabled"] and not (layout.root / "overlays" / "tracking.mp4").exists():
             write_overlays(layout.root, headmodel, cfg)
         return done
@@ -118,7 +118,7 @@ def track_subject(
     finally:
         torch.set_num_threads(threads)
     params = info.pop("params")
-    write_npz(layout.root / "tracking.npz", **params)
+    write_npz(layout.tracking_path, **params)
     tracking = {"config": cfg, "config_hash": digest, "head_model": type(headmodel).__name__, **info}
     meta = layout.read_meta()
     meta["available"]["tracking"] = True

@@ -24,16 +24,23 @@ import torch
 from src.core.layout import LayoutError, SubjectLayout
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.metrics.geometry import rigid_align
+from src.render import Cameras
 from src.utils.io import write_json, write_npy, write_npz
 
 
-def _to_camera(points: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    return points @ R.T + t
+def _cameras(p: dict[str, np.ndarray], size: int) -> Cameras:
+    """The cameras of a parameter dict (K, R, t: one shared or one per frame)."""
+    return Cameras(*(torch.as_tensor(p[k], dtype=torch.float32) for k in ("K", "R", "t")), (size, size))
 
 
-def _project(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
-    uvw = points_cam @ K.T
-    return uvw[..., :2] / uvw[..., 2:3]
+def _to_camera(points: np.ndarray, cams: Cameras) -> np.ndarray:
+    """(N,P,3) world points -> camera space (N,P,3)."""
+    return cams.transform(torch.as_tensor(np.asarray(points), dtype=torch.float32)).numpy()
+
+
+def _project(points: np.ndarray, cams: Cameras) -> np.ndarray:
+    """(N,P,3) world points -> pixels (N,P,2)."""
+    return cams.project(torch.as_tensor(np.asarray(points), dtype=torch.float32)).numpy()
 
 
 def _head_rot(p: dict[str, np.ndarray]) -> np.ndarray:
@@ -65,24 +72,25 @@ def score_tracking(layout: SubjectLayout | str | Path, headmodel=None, chunk: in
     layout = layout if isinstance(layout, SubjectLayout) else SubjectLayout(Path(layout))
     meta = layout.read_meta()
     tr, gt = layout.read_params("tracking"), layout.read_params("ground_truth")
-    lmk3d_path = layout.root / "ground_truth" / "landmarks68_3d.npy"
+    lmk3d_path = layout.gt_landmarks3d_path
     if not lmk3d_path.exists():
         raise LayoutError(f"{lmk3d_path} missing: scoring needs the true 3D landmarks")
     size = float(meta["height"])
     s = 256.0 / size
     out: dict[str, float] = {"n_frames": float(len(tr["expression"])), "size": size}
-    gt_2d = _project(_to_camera(np.load(lmk3d_path), gt["R"], gt["t"]), gt["K"])
+    cam_tr, cam_gt = _cameras(tr, int(size)), _cameras(gt, int(size))
+    gt_2d = _project(np.load(lmk3d_path), cam_gt)
     hm = headmodel
     n = len(tr["expression"])
     if hm is not None:
         lm_tr = np.concatenate(
             [hm.landmarks(_posed(hm, tr, slice(a, a + chunk))).numpy() for a in range(0, n, chunk)]
         )
-        tr_2d = _project(_to_camera(lm_tr, tr["R"], tr["t"]), tr["K"])
+        tr_2d = _project(lm_tr, cam_tr)
         err = np.linalg.norm(tr_2d - gt_2d, axis=-1) * s
         out["landmark_px"] = float(err.mean())
         out["landmark_px_nonjaw"] = float(err[:, 17:].mean())
-    obs = np.load(layout.root / "landmarks68.npy")
+    obs = np.load(layout.landmarks68_path)
     det = np.linalg.norm(obs - gt_2d, axis=-1) * s
     out["detected_px"] = float(det.mean())
     out["detected_px_nonjaw"] = float(det[:, 17:].mean())
@@ -92,9 +100,8 @@ def score_tracking(layout: SubjectLayout | str | Path, headmodel=None, chunk: in
     if tr["expression"].shape == gt["expression"].shape:
         out["expression_mae"] = float(np.abs(tr["expression"] - gt["expression"]).mean())
         out["expression_mae_zero"] = float(np.abs(gt["expression"]).mean())  # predicting all zeros
-    vpath = layout.root / "ground_truth" / "vertices.npy"
-    if hm is not None and vpath.exists():
-        gt_v = np.load(vpath, mmap_mode="r")
+    if hm is not None and layout.gt_vertices_path.exists():
+        gt_v = np.load(layout.gt_vertices_path, mmap_mode="r")
         face = (
             (hm.vertex_regions == hm.region_names.index("face")).numpy()
             if "face" in hm.region_names
@@ -104,8 +111,8 @@ def score_tracking(layout: SubjectLayout | str | Path, headmodel=None, chunk: in
         for a in range(0, n, chunk):
             sl = slice(a, a + chunk)
             v = _posed(hm, tr, sl).numpy()
-            vt = _to_camera(v, tr["R"], tr["t"])
-            vg = _to_camera(np.asarray(gt_v[sl]), gt["R"], gt["t"])
+            vt = _to_camera(v, cam_tr[sl] if len(cam_tr) > 1 else cam_tr)
+            vg = _to_camera(gt_v[sl], cam_gt[sl] if len(cam_gt) > 1 else cam_gt)
             d = np.linalg.norm(vt - vg, axis=-1) * 1000
             errs["vertex_mm"].append(d.mean(1))
             errs["head_position_mm"].append(np.linalg.norm(vt.mean(1) - vg.mean(1), axis=-1) * 1000)
@@ -133,12 +140,10 @@ def attach_ground_truth(video_root: str | Path, synthetic_root: str | Path) -> N
     box = CropBox(*meta["crop"]["box_xy_side"])
     per_frame = {k: gt[k][idx] for k in ("expression", "rotation", "translation", "joint_pose")}
     K = box.intrinsics_to_crop(gt["K"], int(meta["height"]))
-    g = video.root / "ground_truth"
-    write_npz(g / "params.npz", identity=gt["identity"], **per_frame, K=K, R=gt["R"], t=gt["t"])
-    write_npy(g / "landmarks68_3d.npy", np.load(syn.root / "ground_truth" / "landmarks68_3d.npy")[idx])
-    vpath = syn.root / "ground_truth" / "vertices.npy"
-    if vpath.exists():
-        write_npy(g / "vertices.npy", np.asarray(np.load(vpath, mmap_mode="r")[idx]))
+    write_npz(video.gt_params_path, identity=gt["identity"], **per_frame, K=K, R=gt["R"], t=gt["t"])
+    write_npy(video.gt_landmarks3d_path, np.load(syn.gt_landmarks3d_path)[idx])
+    if syn.gt_vertices_path.exists():
+        write_npy(video.gt_vertices_path, np.asarray(np.load(syn.gt_vertices_path, mmap_mode="r")[idx]))
     meta["available"]["ground_truth"] = True
     meta["ground_truth_from"] = {"root": str(syn.root), "config_hash": smeta.get("config_hash")}
     meta.get("absent", {}).pop("ground_truth", None)

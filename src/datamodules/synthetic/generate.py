@@ -23,7 +23,15 @@ from src.datamodules.synthetic.texture import bake_texture
 from src.datamodules.synthetic.trajectory import make_trajectory
 from src.headmodel.ict import ICT_OVERLAY_REGIONS
 from src.headmodel.rotation import euler_to_axis_angle
-from src.render import Cameras, MeshRenderer, intrinsics_from_fov, look_at
+from src.render import (
+    Cameras,
+    MeshRenderer,
+    box_filter,
+    center_samples,
+    intrinsics_from_fov,
+    look_at,
+    supersample_cameras,
+)
 from src.utils.io import to_uint8, write_npy, write_npz, write_png
 
 log = logging.getLogger(__name__)
@@ -142,7 +150,7 @@ def generate_subject(
 
     albedo, labels = bake_texture(headmodel, identity, texture_size, seed)
     write_png(
-        layout.root / "ground_truth" / "albedo.png",
+        layout.gt_albedo_path,
         to_uint8(albedo.permute(1, 2, 0)),
     )
 
@@ -153,9 +161,6 @@ def generate_subject(
     eye = torch.tensor([[0.0, centre_y, camera_distance]])
     R, t = look_at(eye, torch.tensor([[0.0, centre_y, 0.0]]), torch.tensor([[0.0, 1.0, 0.0]]))
     K = intrinsics_from_fov(fov_deg, resolution, resolution).reshape(3, 3)
-    K_ss = K.clone()
-    K_ss[:2] *= supersample
-    hi = resolution * supersample
 
     keep = ~headmodel.region_face_mask(list(HIDDEN_REGIONS))
     faces = headmodel.faces[keep]
@@ -188,7 +193,7 @@ def generate_subject(
             )
             if resume and done:
                 continue
-            cams_ss = Cameras(K_ss[None].expand(b, 3, 3), R.expand(b, 3, 3), t.expand(b, 3), (hi, hi))
+            cams_ss = supersample_cameras(cams, supersample)
             out = renderer(verts, faces, cams_ss, uv=(headmodel.uvs, face_uvs), soft_alpha=False)
             grid = out["uv"].permute(0, 2, 3, 1) * 2 - 1
             grid = torch.stack([grid[..., 0], -grid[..., 1]], -1)  # v up -> texture row 0 at v = 1
@@ -196,12 +201,11 @@ def generate_subject(
             lab = F.grid_sample(lab_tex.expand(b, -1, -1, -1), grid, mode="nearest", align_corners=False)
             mask = out["mask"].float()
             shaded = _shade(col, out["normals"], ldir, ambient, diffuse).clamp(0, 1) * mask
-            alpha = F.avg_pool2d(mask, supersample)
-            rgb = F.avg_pool2d(shaded, supersample) + (1 - alpha) * bg[None]
-            c = supersample // 2
-            seg = (lab * mask)[:, 0, c::supersample, c::supersample].round().long()
-            nrm = (out["normals"] * mask)[:, :, c::supersample, c::supersample]
-            nmask = mask[:, :, c::supersample, c::supersample]
+            alpha = box_filter(mask, supersample)
+            rgb = box_filter(shaded, supersample) + (1 - alpha) * bg[None]
+            seg = center_samples(lab * mask, supersample)[:, 0].round().long()
+            nrm = center_samples(out["normals"] * mask, supersample)
+            nmask = center_samples(mask, supersample)
         for j in range(b):
             i = sl.start + j
             write_png(layout.frame_path("frames", i), to_uint8(rgb[j].permute(1, 2, 0)))
@@ -211,12 +215,12 @@ def generate_subject(
                 layout.frame_path("normals", i), to_uint8(((nrm[j] + 1) / 2 * nmask[j]).permute(1, 2, 0))
             )
 
-    write_npy(layout.root / "landmarks68.npy", all_lmk)
-    write_npy(layout.root / "ground_truth" / "landmarks68_3d.npy", all_lmk3d)
+    write_npy(layout.landmarks68_path, all_lmk)
+    write_npy(layout.gt_landmarks3d_path, all_lmk3d)
     if all_verts is not None:
-        write_npy(layout.root / "ground_truth" / "vertices.npy", all_verts)
+        write_npy(layout.gt_vertices_path, all_verts)
     write_npz(
-        layout.root / "ground_truth" / "params.npz",
+        layout.gt_params_path,
         identity=identity.numpy(), expression=expression.numpy(), rotation=rotation.numpy(),
         translation=translation.numpy(), joint_pose=np.zeros((n_frames, 0), np.float32),
         K=K.numpy(), R=R[0].numpy(), t=t[0].numpy(),

@@ -8,7 +8,7 @@ from torch import nn
 
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.models.nha.networks import FiLMSiren, GeometryMLP, MappingNetwork, UVEmbedding, positional_encoding
-from src.render import Cameras, MeshRenderer
+from src.render import Cameras, MeshRenderer, box_filter, supersample_cameras
 
 
 class NHARenderer(nn.Module):
@@ -114,9 +114,7 @@ class NHARenderer(nn.Module):
         verts = refined @ R.transpose(1, 2) + translation[:, None]
         H, W = cameras.image_size
         s = supersample
-        K = cameras.K.clone()
-        K[:, :2] *= s
-        cams = Cameras(K, cameras.R, cameras.t, (H * s, W * s))
+        cams = supersample_cameras(cameras, s)
         out = self.renderer(
             verts,
             self.faces,
@@ -148,8 +146,8 @@ class NHARenderer(nn.Module):
         regions = regions.permute(0, 3, 1, 2).to(img.dtype) * m
         alpha = out["alpha"] if soft_alpha else m
         if s > 1:
-            img, alpha, regions = (F.avg_pool2d(x, s) for x in (img, alpha, regions))
-            normals = F.normalize(F.avg_pool2d(normals, s), dim=1) * (F.avg_pool2d(m, s) > 0.5)
+            img, alpha, regions = (box_filter(x, s) for x in (img, alpha, regions))
+            normals = F.normalize(box_filter(normals, s), dim=1) * (box_filter(m, s) > 0.5)
         return {
             "image": img,
             "alpha": alpha,
