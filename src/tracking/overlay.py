@@ -12,7 +12,6 @@ import torch
 from tqdm import tqdm
 
 from src.core.layout import SubjectLayout
-from src.datamodules.synthetic.generate import HIDDEN_REGIONS
 from src.preprocess.video import write_video
 from src.render import Cameras, MeshRenderer
 
@@ -57,7 +56,7 @@ def render_overlays(
     n = len(sel)
     H, W = int(meta["height"]), int(meta["width"])
     r = max(1, round(H / 200))
-    keep = ~headmodel.region_face_mask([h for h in HIDDEN_REGIONS if h in headmodel.region_names])
+    keep = ~headmodel.region_face_mask(headmodel.hidden_regions)
     faces = headmodel.faces[keep]
     renderer = MeshRenderer()
     out = np.zeros((n, H, 2 * W, 3), np.uint8)
