@@ -79,6 +79,43 @@ def headmodel_overrides(headmodel: str, flame_files: dict[str, Path]) -> list[st
     return ["headmodel=flame", *files, "data.params_source=tracking"]
 
 
+def test_head_models_declare_their_region_lists(ict_model, flame_files, tmp_path):
+    """hidden_regions / offset_regions / region_labels per head model; avatars resolve null from them."""
+    import torch
+
+    from src.headmodel import FLAMEHeadModel, SubdividedHeadModel
+    from src.headmodel.regions import FLAME_REGION_LABELS, FOREGROUND_LABELS, ICT_HIDDEN_REGIONS
+    from src.losses import region_label_matrix
+    from src.models.nha.avatar_net import NHARenderer
+    from src.models.selfie.conditioning import HeadConditioner
+    from src.render import MeshRenderer
+
+    masks = {"lips": np.arange(10, 20), "left_eyeball": np.arange(30, 35), "beard": np.arange(80, 90)}
+    with open(tmp_path / "FLAME_masks.pkl", "wb") as fh:
+        pickle.dump(masks, fh, protocol=2)
+    flame, sub = FLAMEHeadModel(**flame_files), SubdividedHeadModel(ict_model, levels=0)
+    flame_masks = FLAMEHeadModel(**flame_files, masks_path=tmp_path / "FLAME_masks.pkl")
+    assert ict_model.hidden_regions == list(ICT_HIDDEN_REGIONS)
+    assert ict_model.offset_regions == ["face", "head_neck"]
+    assert flame.hidden_regions == [] and flame.offset_regions == ["head"]
+    assert flame_masks.region_labels["lips"] == FLAME_REGION_LABELS["lips"]
+    assert flame_masks.region_labels["beard"] == flame_masks.region_labels["head"] == FOREGROUND_LABELS
+    assert (sub.hidden_regions, sub.offset_regions) == (ict_model.hidden_regions, ict_model.offset_regions)
+    for hm in (ict_model, flame, flame_masks, sub):  # every region has labels the loss knows
+        assert region_label_matrix(hm.region_names, hm.region_labels).any(1).all()
+    # null lists in the model configs resolve to these
+    n_hidden = int(ict_model.region_face_mask(ict_model.hidden_regions).sum())
+    assert HeadConditioner(ict_model, MeshRenderer()).faces.shape[0] == ict_model.faces.shape[0] - n_hidden
+    assert HeadConditioner(ict_model, MeshRenderer(), []).faces.shape[0] == ict_model.faces.shape[0]
+    nets = {"geometry": {"hidden": 8, "layers": 1}, "texture": {"hidden": 8, "layers": 1},
+            "mapping": {"width": 8, "depth": 1}, "uv_embedding": {"channels": 2, "size": 4}}  # fmt: skip
+    net = NHARenderer(flame_masks, MeshRenderer(), **nets)
+    assert net.faces.shape == flame.faces.shape and torch.equal(net.active, torch.arange(100))
+    assert net.region_allowed.shape == (4, 9)
+    with pytest.raises(HeadModelError, match="unknown regions"):
+        NHARenderer(flame, MeshRenderer(), **nets, offset_regions=["face", "head_neck"])
+
+
 @pytest.mark.parametrize("headmodel", HEADMODELS)
 @pytest.mark.parametrize("model", MODELS)
 def test_model_x_headmodel_fast_dev_run(model, headmodel, subject32, flame_files, tmp_path):
