@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import src  # noqa: F401
-from tests.helpers import TINY_GENERATOR
+from tests.helpers import TINY_GENERATOR, synthetic_config
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,7 +33,8 @@ def tiny_subject(tmp_path_factory, ict_model) -> Path:
     from src.datamodules.synthetic.generate import generate_subject
 
     root = tmp_path_factory.mktemp("data") / "synthetic" / "tiny"
-    generate_subject(root, ict_model, **TINY_GENERATOR)
+    cfg = synthetic_config(**TINY_GENERATOR)  # the data module's hash: training runs use it as it is
+    generate_subject(root, ict_model, config=cfg, **cfg)
     return root
 
 

@@ -13,6 +13,18 @@ TINY_GENERATOR = {"resolution": 48, "n_frames": 12, "texture_size": 128, "supers
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
+def synthetic_config(**overrides) -> dict:
+    """conf/synthetic/default.yaml with ``overrides``: what ``data.generator`` holds for the same overrides.
+
+    A subject rendered with ``generate_subject(root, hm, config=cfg, **cfg)`` carries the hash the data
+    module checks, so a training run on a copy of it uses it as it is (no re-render).
+    """
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / "synthetic" / "default.yaml"))
+    return {**cfg, **overrides}
+
+
 def compose_train(
     overrides: list[str], output_dir: Path | None = None, config_name: str = "train"
 ) -> DictConfig:

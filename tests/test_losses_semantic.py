@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from src.core.layout import SEG_LABELS
-from src.losses import DEFAULT_ICT_REGION_LABELS, masked_l1, region_label_matrix, rgb_l1, semantic_loss
+from src.headmodel.regions import FLAME_REGION_LABELS, ICT_REGION_LABELS
+from src.losses import masked_l1, region_label_matrix, rgb_l1, semantic_loss
 from src.utils.assets import AssetNotFoundError, find_asset
 
-ICT_REGIONS = list(DEFAULT_ICT_REGION_LABELS)
+ICT_REGIONS = list(ICT_REGION_LABELS)
 
 
 def semantic_loop(probs, target, allowed, valid=None):
@@ -32,8 +33,8 @@ def soft_regions(B, K, H, W, seed=0):
     return torch.softmax(3 * torch.randn(B, K, H, W, generator=g), dim=1) * alpha
 
 
-def test_default_mapping_covers_the_ict_regions_and_labels():
-    allowed = region_label_matrix(ICT_REGIONS)
+def test_ict_mapping_covers_the_ict_regions_and_labels():
+    allowed = region_label_matrix(ICT_REGIONS, ICT_REGION_LABELS)
     assert allowed.shape == (len(ICT_REGIONS), len(SEG_LABELS)) and allowed.dtype == torch.bool
     assert not allowed[:, SEG_LABELS.index("background")].any()
     assert allowed.any(1).all()
@@ -41,12 +42,17 @@ def test_default_mapping_covers_the_ict_regions_and_labels():
     assert row["teeth"][SEG_LABELS.index("teeth")] and not row["teeth"][SEG_LABELS.index("skin")]
     assert row["eyeball_left"].sum() == 1 and row["eyeball_left"][SEG_LABELS.index("eyes")]
     with pytest.raises(KeyError, match="no allowed labels"):
-        region_label_matrix(["face", "ears"])
+        region_label_matrix(["face", "ears"], ICT_REGION_LABELS)
     with pytest.raises(KeyError, match="unknown label"):
         region_label_matrix(["face"], {"face": ["skin", "beard"]})
 
 
-def test_default_mapping_matches_the_head_model_region_names():
+def test_flame_mapping_uses_known_labels_only():
+    allowed = region_label_matrix(list(FLAME_REGION_LABELS), FLAME_REGION_LABELS)
+    assert allowed.any(1).all() and not allowed[:, SEG_LABELS.index("background")].any()
+
+
+def test_ict_mapping_matches_the_head_model_region_names():
     try:
         find_asset("ict_facekit/ict_facekit_light.npz")
     except AssetNotFoundError:
@@ -65,11 +71,10 @@ def test_semantic_loss_matches_loop(use_valid):
     probs = soft_regions(B, K, H, W)
     g = torch.Generator().manual_seed(3)
     target = torch.randint(0, len(SEG_LABELS), (B, H, W), generator=g)
-    allowed = region_label_matrix(ICT_REGIONS)
+    allowed = region_label_matrix(ICT_REGIONS, ICT_REGION_LABELS)
     valid = torch.rand(B, H, W, generator=g) > 0.3 if use_valid else None
     out = semantic_loss(probs, target, allowed, valid)
     assert out.shape == ()
-    torch.testing.assert_close(out, semantic_loss(probs, target, valid=valid))  # default ICT mapping
     assert out.item() == pytest.approx(semantic_loop(probs, target, allowed, valid), rel=1e-5)
     if use_valid:  # (B,1,H,W) float weights are accepted too
         torch.testing.assert_close(out, semantic_loss(probs, target, allowed, valid[:, None].float()))
@@ -87,8 +92,8 @@ def test_semantic_loss_zero_when_consistent_and_gradient_sign():
     semantic_loss(probs, target, allowed).backward()
     assert probs.grad[0, :, 0, 3].gt(0).all()  # any region over background is penalised
     assert probs.grad[0, 0, 0, 0] == 0 and probs.grad[0, 1, 0, 0] > 0  # teeth over skin
-    with pytest.raises(ValueError, match="default mapping"):
-        semantic_loss(probs, target)  # 3 channels: not the ICT regions
+    with pytest.raises(ValueError, match="allowed must be"):
+        semantic_loss(probs, target, allowed[:2])  # 3 channels, 2 rows
 
 
 def l1_loop(pred, target, mask, semantic, cw):

@@ -1,20 +1,19 @@
-"""Mesh avatar (NHA): networks, stages, a fast_dev_run of every nha experiment, export interface."""
+"""Mesh avatar (NHA): networks, stages, stage training, noisy start, export interface."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from src.models.nha.networks import FiLMSiren, GeometryMLP, MappingNetwork, UVEmbedding, positional_encoding
 from src.models.nha.stages import parse_stages, stage_at, total_epochs
-from tests.helpers import CONF_DIR, compose_train
+from tests.helpers import compose_train
 from tests.test_train import _overrides
 from train import train
 
-NHA_EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("nha_*.yaml"))
+# every nha_* experiment's fast_dev_run: tests/test_model_headmodel.py::test_experiment_fast_dev_run
 
 
 def test_positional_encoding_shape_and_values():
@@ -81,17 +80,6 @@ def test_stages_schedule_and_errors():
         parse_stages({"z": {"epochs": 0, "lr": {"textur": 1}}, **cfg}, {"texture", "geometry"}, {"rgb_l1"})
     with pytest.raises(ValueError, match="epochs > 0"):
         parse_stages({"z": {"epochs": 0, "lr": {}}}, {"texture"}, set())
-
-
-@pytest.mark.parametrize("experiment", NHA_EXPERIMENTS)
-def test_fast_dev_run_nha(experiment, tiny_subject, tmp_path):
-    if experiment.endswith("_video"):
-        pytest.skip("needs a video clip; tests/test_tracking_video.py::test_train_on_a_video runs it")
-    cfg = compose_train(
-        _overrides(tiny_subject, tmp_path, [f"experiment={experiment}", "debug=fdr"]), output_dir=tmp_path
-    )
-    metrics = train(cfg)
-    assert "train/loss" in metrics and "test/psnr" in metrics and "test/geometry_mean_mm" in metrics
 
 
 def test_nha_trains_each_stage_and_checkpoint_renders(tiny_subject, tmp_path):

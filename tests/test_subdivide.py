@@ -152,7 +152,7 @@ def test_regions_materials_and_forwarded_attributes(ict_model, sub1):
 
 
 def test_render_silhouette_matches_base(ict_model, sub1):
-    from src.headmodel.ict import ICT_OVERLAY_REGIONS
+    from src.headmodel.regions import ICT_OVERLAY_REGIONS
     from src.render import Cameras, MeshRenderer, intrinsics_from_fov, look_at
 
     size = 64

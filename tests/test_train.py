@@ -1,4 +1,7 @@
-"""train.py end to end on the tiny synthetic subject: fast_dev_run, a short fit + resume, wandb offline."""
+"""train.py end to end on the tiny synthetic subject: a short fit + resume, wandb offline, evaluation.
+
+Every experiment's fast_dev_run: tests/test_model_headmodel.py.
+"""
 
 from __future__ import annotations
 
@@ -22,16 +25,6 @@ def _overrides(tiny_subject, tmp_path, extra):
         f"paths.data_dir={data_dir}", *gen, "data.val_frames=2", "data.test_frames=2", "data.batch_size=2",
         "metrics.fid=false", *extra,
     ]  # fmt: skip
-
-
-def test_fast_dev_run_baseline(tiny_subject, tmp_path):
-    cfg = compose_train(
-        _overrides(tiny_subject, tmp_path, ["experiment=baseline_synthetic", "debug=fdr"]),
-        output_dir=tmp_path,
-    )
-    metrics = train(cfg)
-    assert "train/loss" in metrics and "test/psnr" in metrics
-    assert metrics["test/psnr"] > 5
 
 
 def test_fit_improves_and_resumes(tiny_subject, tmp_path):

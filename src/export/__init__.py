@@ -5,7 +5,6 @@ Command line: ``python -m src.export ckpt_path=<run>/checkpoints/last.ckpt [expr
 """
 
 from src.export.mesh import (
-    OVERLAY_REGIONS,
     ExportError,
     default_hidden_regions,
     export_mesh,
@@ -14,7 +13,6 @@ from src.export.mesh import (
 )
 
 __all__ = [
-    "OVERLAY_REGIONS",
     "ExportError",
     "default_hidden_regions",
     "export_mesh",

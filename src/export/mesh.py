@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.headmodel.ict import ICT_OVERLAY_REGIONS
 from src.reenact.pipeline import expression_range
 from src.reenact.presets import load_presets, mix_presets, preset_vectors
 from src.render import vertex_normals
@@ -30,7 +29,6 @@ from src.utils.io import atomic_write, to_uint8, write_json, write_png
 
 log = logging.getLogger(__name__)
 
-OVERLAY_REGIONS = ICT_OVERLAY_REGIONS  # hidden by default (opaque in a plain textured mesh)
 FORMATS = ("obj", "glb")
 
 
@@ -71,10 +69,13 @@ def resolve_expression(model, expression=None, presets: Mapping | None = None) -
 
 
 def default_hidden_regions(model) -> list[str]:
-    """The overlay regions plus those the model itself does not render, keeping names the head model has.
+    """The head model's ``hidden_regions`` plus those the model itself does not render.
 
-    The model's own list is ``hparams.hidden_regions`` (VertexColorAvatar) or a ``hidden_regions`` entry
-    one level down (e.g. ``hparams.net.hidden_regions``): regions it never rendered have no learned colour.
+    The head model's list (ICT: transparent overlays and eyelash shells, opaque in a plain textured mesh;
+    FLAME: none) is what avatars hide when their own list is null. A model's explicit list is
+    ``hparams.hidden_regions`` (VertexColorAvatar) or a ``hidden_regions`` entry one level down (e.g.
+    ``hparams.net.hidden_regions``): regions it never rendered have no learned colour. Names the head model
+    lacks are dropped.
     """
     hparams = getattr(model, "hparams", None) or {}
     own = []
@@ -83,7 +84,7 @@ def default_hidden_regions(model) -> list[str]:
         for level in (hparams, *nested):
             own += list(level.get("hidden_regions") or [])
     names = set(model.headmodel.region_names)
-    return [r for r in dict.fromkeys([*OVERLAY_REGIONS, *own]) if r in names]
+    return [r for r in dict.fromkeys([*model.headmodel.hidden_regions, *own]) if r in names]
 
 
 def split_uv_seams(faces: np.ndarray, face_uvs: np.ndarray, uvs: np.ndarray):

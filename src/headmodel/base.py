@@ -7,9 +7,13 @@ model's own deformation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
+from src.core.layout import PARAM_KEYS
+from src.headmodel.regions import FOREGROUND_LABELS
 from src.headmodel.rotation import axis_angle_to_matrix
 
 
@@ -24,6 +28,13 @@ class HeadModel(nn.Module):
         template (V,3) float, faces (F,3) long (triangles), uvs (T,2) float, face_uvs (F,3) long,
         vertex_regions (V,) long, face_regions (F,) long, lmk_faces (68,) long, lmk_bary (68,3) float.
     and set ``n_identity``, ``n_expression``, ``n_joint_pose``, ``expression_names``, ``region_names``.
+
+    Region lists (names from ``region_names``) that avatars, the synthetic generator, tracking overlays,
+    exporters and losses read from the head model instead of hard-coding them; subclasses override:
+        :attr:`hidden_regions`: regions not rendered by default (base: none).
+        :attr:`offset_regions`: regions whose vertices a geometry-refinement network may move (base: all).
+        :attr:`region_labels`: region -> segmentation labels (``SEG_LABELS`` names) it may be rendered
+            over, for :func:`src.losses.semantic.region_label_matrix` (base: every foreground label).
     """
 
     n_identity: int
@@ -88,6 +99,49 @@ class HeadModel(nn.Module):
         tri = self.faces[self.lmk_faces]  # (68,3)
         corners = vertices[:, tri]  # (B,68,3,3)
         return (corners * self.lmk_bary[None, :, :, None]).sum(dim=2)
+
+    @property
+    def hidden_regions(self) -> list[str]:
+        """Regions not rendered by default (e.g. transparent overlays); the base model hides none."""
+        return []
+
+    @property
+    def offset_regions(self) -> list[str]:
+        """Regions whose vertices a geometry-refinement network may move; the base model allows all."""
+        return list(self.region_names)
+
+    @property
+    def region_labels(self) -> dict[str, tuple[str, ...]]:
+        """Region name -> the ``SEG_LABELS`` names it may be rendered over (background never).
+
+        The base model allows every foreground label for every region, so a semantic term built from it
+        penalises nothing; head models with meaningful parts (ICT-FaceKit, FLAME masks) narrow it.
+        """
+        return {r: FOREGROUND_LABELS for r in self.region_names}
+
+    def check_frame_params(self, params: Mapping[str, torch.Tensor], source: str = "the subject") -> None:
+        """Raise HeadModelError (one line) when per-frame parameters do not fit this head model.
+
+        Args:
+            params: the subject's parameters (``PARAM_KEYS``: identity (Ni,), expression (N,Ne),
+                joint_pose (N,Nj), ...), e.g. from ``SubjectLayout.read_params``.
+            source: what the parameters are, for the message.
+        """
+        missing = [k for k in PARAM_KEYS if k not in params]
+        if missing:
+            raise HeadModelError(f"{source}'s parameters lack {missing}; re-run the tracking")
+        dims = [
+            ("identity", params["identity"].shape[-1], self.n_identity),
+            ("expression", params["expression"].shape[-1], self.n_expression),
+            ("joint_pose", params["joint_pose"].shape[-1], self.n_joint_pose),
+        ]
+        wrong = [f"{k} {got} (needs {need})" for k, got, need in dims if got != need]
+        if wrong:
+            raise HeadModelError(
+                f"{source}'s parameters do not fit {type(self).__name__}: {', '.join(wrong)}; they were "
+                "fitted with another head model: track the subject with this one (python -m src.tracking "
+                "root=<subject> headmodel=<this model>, then data.params_source=tracking) or use that model"
+            )
 
     def region_face_mask(self, regions: list[str]) -> torch.Tensor:
         """(F,) bool mask of faces that belong to any of the named regions."""

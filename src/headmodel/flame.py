@@ -22,6 +22,7 @@ import torch
 
 from src.headmodel.base import HeadModel, HeadModelError
 from src.headmodel.lbs import lbs
+from src.headmodel.regions import FLAME_REGION_LABELS, FOREGROUND_LABELS
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.utils.assets import AssetNotFoundError, find_asset
 
@@ -198,7 +199,9 @@ class FLAMEHeadModel(HeadModel):
 
     Regions: 'head' (0) only, unless ``masks_path`` (FLAME_masks.pkl: name -> vertex indices) is given; then
     region_names = ['head', *mask names] and each vertex gets the smallest mask containing it, each face the
-    label of at least two of its corners (else its first corner).
+    label of at least two of its corners (else its first corner). Region lists: nothing hidden, every region
+    refined (the base class's defaults: FLAME has no overlay parts), region_labels from
+    :data:`~src.headmodel.regions.FLAME_REGION_LABELS`.
 
     Args:
         path: generic_model.pkl (FLAME 2020) or flame2023.pkl.
@@ -364,6 +367,11 @@ class FLAMEHeadModel(HeadModel):
                 raise HeadModelError(f"{p}: mask '{names[i + 1]}' indexes vertices outside 0..{V - 1}")
             labels[arrays[i]] = i + 1
         return names, labels
+
+    @property
+    def region_labels(self) -> dict[str, tuple[str, ...]]:
+        """:data:`FLAME_REGION_LABELS` for the mask regions; every foreground label for the others."""
+        return {r: FLAME_REGION_LABELS.get(r, FOREGROUND_LABELS) for r in self.region_names}
 
     def canonical(
         self, identity: torch.Tensor, expression: torch.Tensor, joint_pose: torch.Tensor | None = None

@@ -16,6 +16,7 @@ import torch
 
 from src.headmodel.atlas import pack_atlas
 from src.headmodel.base import HeadModel, HeadModelError
+from src.headmodel.regions import ICT_HIDDEN_REGIONS, ICT_OFFSET_REGIONS, ICT_REGION_LABELS
 from src.utils.assets import AssetNotFoundError, find_asset
 
 ICT_HINT = (
@@ -40,18 +41,6 @@ REQUIRED_KEYS = (
     "region_names",
     "region_vertex_ranges",
     "region_face_ranges",
-)
-
-
-# Parts drawn as transparent overlays in the original toolkit (tear film, eye-corner blend, ambient
-# occlusion shell): opaque in a plain mesh renderer, so renderers and exporters hide them.
-ICT_OVERLAY_REGIONS = (
-    "lacrimal_fluid_left",
-    "lacrimal_fluid_right",
-    "eye_blend_left",
-    "eye_blend_right",
-    "eye_occlusion_left",
-    "eye_occlusion_right",
 )
 
 
@@ -98,6 +87,8 @@ class ICTHeadModel(HeadModel):
         landmark_vertices (68,) long, rigid_landmarks (9,) long (indices into the 68),
         rigid_vertices, fitting_vertices (long; empty if the npz lacks them).
     Attributes: expression_names, region_names, material_names (lists of str); V = 26719, F = 52220.
+    Region lists: hidden_regions (:data:`ICT_HIDDEN_REGIONS`), offset_regions (:data:`ICT_OFFSET_REGIONS`),
+    region_labels (:data:`ICT_REGION_LABELS`).
 
     Args:
         path: the npz, absolute or relative to an asset root (see :func:`src.utils.assets.find_asset`).
@@ -246,6 +237,21 @@ class ICTHeadModel(HeadModel):
             face_idx[i] = hits[0, 0]
             bary[i, hits[0, 1]] = 1.0
         return face_idx, bary
+
+    @property
+    def hidden_regions(self) -> list[str]:
+        """:data:`ICT_HIDDEN_REGIONS` (transparent overlays and eyelash shells) present in this model."""
+        return [r for r in ICT_HIDDEN_REGIONS if r in self.region_names]
+
+    @property
+    def offset_regions(self) -> list[str]:
+        """:data:`ICT_OFFSET_REGIONS` (face, head_neck) present in this model."""
+        return [r for r in ICT_OFFSET_REGIONS if r in self.region_names]
+
+    @property
+    def region_labels(self) -> dict[str, tuple[str, ...]]:
+        """:data:`ICT_REGION_LABELS`: which segmentation labels each ICT region may be rendered over."""
+        return dict(ICT_REGION_LABELS)
 
     def canonical(
         self, identity: torch.Tensor, expression: torch.Tensor, joint_pose: torch.Tensor | None = None

@@ -167,7 +167,8 @@ class SubdividedHeadModel(HeadModel):
     smallest region of the triangles sharing its edge (:func:`edge_regions`); original vertices keep
     theirs. Landmarks are re-embedded in the child triangles, so they land exactly where the base model's do.
 
-    Attributes: n_identity, n_expression, n_joint_pose, expression_names, region_names as the base;
+    Attributes: n_identity, n_expression, n_joint_pose, expression_names, region_names and the region lists
+    (hidden_regions, offset_regions, region_labels) as the base;
     ``n_base_vertices`` (V of the base: the first V rows of every vertex tensor are the base's vertices,
     so compare with base-model ground truth on ``[:, :n_base_vertices]``); ``levels``; ``base``.
 
@@ -237,6 +238,21 @@ class SubdividedHeadModel(HeadModel):
             if name in FORWARDED:
                 return getattr(self._modules["base"], name)
             raise
+
+    @property
+    def hidden_regions(self) -> list[str]:
+        """The base model's (the regions are the same)."""
+        return self.base.hidden_regions
+
+    @property
+    def offset_regions(self) -> list[str]:
+        """The base model's (midpoints inherit regions, so the same surface is refined)."""
+        return self.base.offset_regions
+
+    @property
+    def region_labels(self) -> dict[str, tuple[str, ...]]:
+        """The base model's."""
+        return self.base.region_labels
 
     def upsample(self, x: torch.Tensor) -> torch.Tensor:
         """Per-vertex data of the base mesh on the subdivided mesh (linear: midpoints of midpoints).

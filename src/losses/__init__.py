@@ -17,11 +17,10 @@ from src.losses.regularizers import (
     offset_magnitude,
     uniform_laplacian,
 )
-from src.losses.semantic import DEFAULT_ICT_REGION_LABELS, masked_l1, region_label_matrix, semantic_loss
+from src.losses.semantic import masked_l1, region_label_matrix, semantic_loss
 from src.losses.weighted import WeightedLoss
 
 __all__ = [
-    "DEFAULT_ICT_REGION_LABELS",
     "FaceIdentityNet",
     "IDMRFLoss",
     "IdentityLoss",

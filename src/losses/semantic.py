@@ -2,55 +2,29 @@
 
 ``masked_l1`` weights the photometric error per semantic class; ``semantic_loss`` penalises rendered
 head-model regions that land on pixels of a class they cannot show (e.g. the teeth region over skin).
+Which labels a region may show is the head model's ``region_labels`` (see :mod:`src.headmodel.regions`):
+``region_label_matrix(hm.region_names, hm.region_labels)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 
 import torch
 
 from src.core.layout import SEG_LABELS
 
-# ICT-FaceKit region (``ICTHeadModel.region_names``) -> the SEG_LABELS it may be rendered over.
-# Background is allowed for no region (the silhouette term handles coverage; this term handles *where*).
-# Rationale: 'face' covers the forehead (often under hair), brows and lips, and ends under the chin; it
-# must not cover visible eyes or an open mouth, so eyelids / lips that are closed in the model while open
-# in the image are penalised. 'head_neck' is the scalp, ears and neck. The eye and mouth sockets are the
-# inner walls seen through the eye / mouth openings, so they may border the lids and lips. Thin eye
-# layers (lacrimal fluid, blend, occlusion) and eyelashes sit on the lid margin.
-DEFAULT_ICT_REGION_LABELS: dict[str, tuple[str, ...]] = {
-    "face": ("skin", "neck", "hair", "brows", "lips"),
-    "head_neck": ("skin", "neck", "hair"),
-    "mouth_socket": ("mouth_interior", "teeth", "lips"),
-    "eye_socket_left": ("eyes", "skin"),
-    "eye_socket_right": ("eyes", "skin"),
-    "gums_tongue": ("mouth_interior", "teeth", "lips"),
-    "teeth": ("teeth", "mouth_interior"),
-    "eyeball_left": ("eyes",),
-    "eyeball_right": ("eyes",),
-    "lacrimal_fluid_left": ("eyes", "skin"),
-    "lacrimal_fluid_right": ("eyes", "skin"),
-    "eye_blend_left": ("eyes", "skin"),
-    "eye_blend_right": ("eyes", "skin"),
-    "eye_occlusion_left": ("eyes", "skin"),
-    "eye_occlusion_right": ("eyes", "skin"),
-    "eyelashes_left": ("eyes", "skin"),
-    "eyelashes_right": ("eyes", "skin"),
-}
-
 
 def region_label_matrix(
     region_names: Sequence[str],
-    mapping: Mapping[str, Sequence[str]] | None = None,
+    mapping: Mapping[str, Sequence[str]],
     labels: Sequence[str] = SEG_LABELS,
 ) -> torch.Tensor:
     """The (K,C) allowed-label matrix for :func:`semantic_loss` from a region -> label-names mapping.
 
     Args:
         region_names: the K model region names, in the order of the rendered membership channels.
-        mapping: region name -> allowed label names; defaults to :data:`DEFAULT_ICT_REGION_LABELS`.
+        mapping: region name -> allowed label names, e.g. the head model's ``region_labels``.
         labels: the C segmentation label names (index = label id).
 
     Returns:
@@ -59,7 +33,6 @@ def region_label_matrix(
     Raises:
         KeyError: a region missing from the mapping, or a label name not in ``labels``.
     """
-    mapping = DEFAULT_ICT_REGION_LABELS if mapping is None else mapping
     missing = [r for r in region_names if r not in mapping]
     if missing:
         raise KeyError(f"regions {missing} have no allowed labels in the mapping (keys: {sorted(mapping)})")
@@ -73,21 +46,10 @@ def region_label_matrix(
     return allowed
 
 
-@lru_cache(maxsize=1)
-def _default_allowed(n_regions: int) -> torch.Tensor:
-    n_ict = len(DEFAULT_ICT_REGION_LABELS)
-    if n_regions != n_ict:
-        raise ValueError(
-            f"region_probs has {n_regions} channels but the default mapping covers the {n_ict} ICT regions; "
-            "pass allowed=region_label_matrix(region_names, mapping)"
-        )
-    return region_label_matrix(list(DEFAULT_ICT_REGION_LABELS))
-
-
 def semantic_loss(
     region_probs: torch.Tensor,
     target: torch.Tensor,
-    allowed: torch.Tensor | None = None,
+    allowed: torch.Tensor,
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Rendered region mass on pixels whose target label the region may not show.
@@ -100,9 +62,8 @@ def semantic_loss(
         region_probs: (B,K,H,W) rendered soft region membership (e.g. one-hot face regions interpolated
             and multiplied by coverage), differentiable.
         target: (B,H,W) long target segmentation with ids in ``0..C-1``.
-        allowed: (K,C) bool (or float in [0,1]) from :func:`region_label_matrix`; None = the default ICT
-            mapping (:data:`DEFAULT_ICT_REGION_LABELS` over SEG_LABELS, channels in ICT region order,
-            K = 17).
+        allowed: (K,C) bool (or float in [0,1]) from :func:`region_label_matrix` of the head model that
+            rendered ``region_probs`` (channels in its ``region_names`` order).
         valid: optional (B,H,W) or (B,1,H,W) bool/float pixel weights (e.g. where segmentation is trusted).
 
     Returns:
@@ -113,8 +74,6 @@ def semantic_loss(
             f"expected region_probs (B,K,H,W) and target (B,H,W), got {tuple(region_probs.shape)}, "
             f"{tuple(target.shape)}"
         )
-    if allowed is None:
-        allowed = _default_allowed(region_probs.shape[1])
     if allowed.ndim != 2 or allowed.shape[0] != region_probs.shape[1]:
         raise ValueError(f"allowed must be (K={region_probs.shape[1]},C), got {tuple(allowed.shape)}")
     penalty = 1.0 - allowed.to(region_probs)  # (K,C)

@@ -39,7 +39,9 @@ class AvatarModule(AvatarMixin, pl.LightningModule):
         dm = self.trainer.datamodule
         self.image_size = tuple(dm.image_size)
         if self.frames.n_frames == 0:
-            self.frames.load(dm.params())
+            params = dm.params()
+            self.headmodel.check_frame_params(params)  # one line when they were fitted with another model
+            self.frames.load(params)
             self.on_frames_ready()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -85,5 +85,7 @@ def geometry_scores(model, dm, split: str) -> dict[str, float] | None:
     except NotImplementedError:
         return None
     gt = torch.from_numpy(np.load(path)[idx.numpy()]).float()
+    if gt.shape[1] != getattr(model.headmodel, "n_base_vertices", model.headmodel.template.shape[0]):
+        return None  # the subject's ground truth belongs to another head model (e.g. ICT under FLAME)
     face = scored_vertices(model.headmodel).cpu()
     return {k: float(v.mean()) for k, v in geometry_errors(pred[:, face], gt[:, face]).items()}

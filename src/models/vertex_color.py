@@ -24,7 +24,7 @@ class VertexColorAvatar(AvatarModule):
     Args:
         headmodel: head-model config (instantiated here).
         renderer: renderer config (``src.render.MeshRenderer``).
-        hidden_regions: head-model regions that are not rendered.
+        hidden_regions: head-model regions that are not rendered; None: the head model's ``hidden_regions``.
         background_size: side of the learned background grid (upsampled bilinearly).
         sigma: soft-silhouette sharpness in pixels.
         loss: {"weights": {term: weight}} with terms rgb_l1, silhouette.
@@ -38,12 +38,12 @@ class VertexColorAvatar(AvatarModule):
         self,
         headmodel: Any,
         renderer: Any,
-        hidden_regions: list[str],
         background_size: int,
         sigma: float,
         loss: Any,
         metrics: Any,
         optimizer: Any,
+        hidden_regions: list[str] | None = None,
         scheduler: Any = None,
         refine_pose: bool = True,
     ) -> None:
@@ -51,7 +51,8 @@ class VertexColorAvatar(AvatarModule):
         self.save_hyperparameters(logger=False)
         self.headmodel = hydra.utils.instantiate(headmodel)
         self.renderer = hydra.utils.instantiate(renderer)
-        keep = ~self.headmodel.region_face_mask(list(hidden_regions))
+        hidden = self.headmodel.hidden_regions if hidden_regions is None else list(hidden_regions)
+        keep = ~self.headmodel.region_face_mask(hidden)
         self.register_buffer("faces", self.headmodel.faces[keep], persistent=False)
         n_verts = self.headmodel.template.shape[0]
         self.color_logits = nn.Parameter(torch.zeros(n_verts, 3))

@@ -13,7 +13,6 @@ import torch
 from tqdm import tqdm
 
 from src.core.layout import SubjectLayout
-from src.headmodel.ict import ICT_OVERLAY_REGIONS
 from src.render import Cameras, MeshRenderer
 from src.utils.video import write_video
 
@@ -26,11 +25,10 @@ def hidden_regions(headmodel, regions: Sequence[str] | None = None) -> list[str]
     Args:
         headmodel: the fitted head model.
         regions: the list to use; None: the head model's own ``hidden_regions`` (transparent overlay
-            parts, eyelash shells) where it declares them, else ICT's transparent overlay parts.
+            parts, eyelash shells).
     """
     if regions is None:
-        # TODO(arch-configs): head models declare their hidden regions; drop this fallback once they do.
-        regions = getattr(headmodel, "hidden_regions", ICT_OVERLAY_REGIONS)
+        regions = headmodel.hidden_regions
     return [r for r in regions if r in headmodel.region_names]
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from src.core.layout import SEG_LABELS, SubjectLayout
 from src.datamodules.synthetic.texture import bake_texture
 from src.datamodules.synthetic.trajectory import make_trajectory
-from src.headmodel.ict import ICT_OVERLAY_REGIONS
+from src.headmodel.base import HeadModelError
 from src.headmodel.rotation import euler_to_axis_angle
 from src.render import (
     Cameras,
@@ -35,10 +35,6 @@ from src.render import (
 from src.utils.io import to_uint8, write_npy, write_npz, write_png
 
 log = logging.getLogger(__name__)
-
-# ICT's transparent overlay parts and the eyelash shells are not rendered
-HIDDEN_REGIONS = (*ICT_OVERLAY_REGIONS, "eyelashes_left", "eyelashes_right")
-
 
 # bump when a code change alters the rendered subject, so cached renders are regenerated
 GENERATOR_VERSION = 2
@@ -113,6 +109,11 @@ def generate_subject(
     Returns:
         The meta dict written to meta.json.
     """
+    if not hasattr(headmodel, "material_names"):  # the albedo is painted per ICT material
+        raise HeadModelError(
+            f"the synthetic subject is rendered with ICT-FaceKit, not {type(headmodel).__name__}: render it "
+            "with headmodel=ict, then track it with yours: python -m src.tracking root=<subject> headmodel=.."
+        )
     layout = SubjectLayout(Path(out_dir))
     cfg = config or {
         "resolution": resolution, "n_frames": n_frames, "fps": fps, "seed": seed,
@@ -162,7 +163,7 @@ def generate_subject(
     R, t = look_at(eye, torch.tensor([[0.0, centre_y, 0.0]]), torch.tensor([[0.0, 1.0, 0.0]]))
     K = intrinsics_from_fov(fov_deg, resolution, resolution).reshape(3, 3)
 
-    keep = ~headmodel.region_face_mask(list(HIDDEN_REGIONS))
+    keep = ~headmodel.region_face_mask(headmodel.hidden_regions)  # ICT: transparent overlays, eyelashes
     faces = headmodel.faces[keep]
     face_uvs = headmodel.face_uvs[keep]
     renderer = MeshRenderer()

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.headmodel.rotation import axis_angle_to_matrix
+from src.losses import region_label_matrix
 from src.models.nha.networks import FiLMSiren, GeometryMLP, MappingNetwork, UVEmbedding, positional_encoding
 from src.render import Cameras, MeshRenderer, box_filter, supersample_cameras
 
@@ -17,8 +18,10 @@ class NHARenderer(nn.Module):
     Args:
         headmodel: a HeadModel instance.
         renderer: a MeshRenderer.
-        hidden_regions: regions not rendered (transparent overlays, eyelash shells).
-        offset_regions: regions whose vertices the geometry MLP may move.
+        hidden_regions: regions not rendered; None: the head model's ``hidden_regions`` (ICT: transparent
+            overlays and eyelash shells; FLAME: none).
+        offset_regions: regions whose vertices the geometry MLP may move; None: the head model's
+            ``offset_regions`` (ICT: face, head_neck; FLAME: all).
         geometry: kwargs of GeometryMLP; texture: kwargs of FiLMSiren (hidden, layers);
         mapping: kwargs of MappingNetwork (width, depth); uv_embedding: kwargs of UVEmbedding.
         pos_freqs: positional-encoding frequencies of the canonical position fed to the texture.
@@ -29,12 +32,12 @@ class NHARenderer(nn.Module):
         self,
         headmodel: nn.Module,
         renderer: MeshRenderer,
-        hidden_regions: list[str],
-        offset_regions: list[str],
         geometry: dict,
         texture: dict,
         mapping: dict,
         uv_embedding: dict,
+        hidden_regions: list[str] | None = None,
+        offset_regions: list[str] | None = None,
         pos_freqs: int = 4,
         background_size: int = 8,
     ) -> None:
@@ -42,16 +45,22 @@ class NHARenderer(nn.Module):
         self.headmodel = headmodel
         self.renderer = renderer
         hm = headmodel
-        keep_faces = ~hm.region_face_mask(list(hidden_regions))
+        hidden_regions = hm.hidden_regions if hidden_regions is None else list(hidden_regions)
+        offset_regions = hm.offset_regions if offset_regions is None else list(offset_regions)
+        keep_faces = ~hm.region_face_mask(hidden_regions)
         self.register_buffer("faces", hm.faces[keep_faces], persistent=False)
         self.register_buffer("face_uvs", hm.face_uvs[keep_faces], persistent=False)
         self.register_buffer("face_regions", hm.face_regions[keep_faces], persistent=False)
+        hm.region_face_mask(offset_regions)  # one-line error for a name the head model lacks
         ids = torch.tensor(
             [hm.region_names.index(r) for r in offset_regions], device=hm.vertex_regions.device
         )
         self.register_buffer(
             "active", torch.isin(hm.vertex_regions, ids).nonzero().squeeze(1), persistent=False
         )
+        # (K,C) which segmentation labels each region may be rendered over (semantic loss)
+        allowed = region_label_matrix(hm.region_names, hm.region_labels)
+        self.register_buffer("region_allowed", allowed, persistent=False)
         t = hm.template
         centre, scale = t.mean(0), (t - t.mean(0)).abs().max()
         self.register_buffer("x_norm", (t - centre) / scale, persistent=False)  # (V,3) in [-1,1]

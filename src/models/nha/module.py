@@ -143,6 +143,11 @@ class NHAAvatar(AvatarModule):
         gt = self.trainer.datamodule.root / "ground_truth" / "vertices.npy"
         if gt.exists() and self.gt_vertices is None:
             self.gt_vertices = torch.from_numpy(np.load(gt)).float()
+            n_hm = getattr(self.headmodel, "n_base_vertices", self._n_vertices)
+            if self.gt_vertices.shape[1] != n_hm:  # the subject was rendered with another head model
+                log.warning("ground truth has %d vertices, the head model %d: geometry is not scored",
+                            self.gt_vertices.shape[1], n_hm)  # fmt: skip
+                self.gt_vertices = None
         if self.trainer.max_epochs not in (None, -1) and self.trainer.max_epochs < total_epochs(self.stages):
             log.warning(
                 "trainer.max_epochs=%s ends before the stages' %d epochs", self.trainer.max_epochs,
@@ -246,7 +251,7 @@ class NHAAvatar(AvatarModule):
             "landmarks": lmk,
             "normals": lambda: normal_consistency(out["normals"], batch["normals"], mask),
             "normal_laplacian": lambda: laplacian_normal_loss(out["normals"], batch["normals"], mask),
-            "semantic": lambda: semantic_loss(out["regions"], batch["segmentation"]),
+            "semantic": lambda: semantic_loss(out["regions"], batch["segmentation"], self.net.region_allowed),
             "expression_prior": lambda: expression_prior(self.expression[idx] - self.prior_expression[idx]),
             "identity_prior": lambda: identity_prior(self.identity - self.prior_identity),
             "laplacian": lambda: laplacian_smoothness(offsets_full(), self._laplacian()),

@@ -21,16 +21,20 @@ class HeadConditioner(nn.Module):
     Args:
         headmodel: a HeadModel instance.
         renderer: a MeshRenderer.
-        hidden_regions: head-model regions left out of the render (transparent overlays, eyelash shells).
+        hidden_regions: head-model regions left out of the render; None: the head model's ``hidden_regions``
+            (ICT: transparent overlays, eyelash shells).
     """
 
     channels = 6  # render (3) + uv (2) + mask (1)
 
-    def __init__(self, headmodel: nn.Module, renderer: MeshRenderer, hidden_regions: list[str]) -> None:
+    def __init__(
+        self, headmodel: nn.Module, renderer: MeshRenderer, hidden_regions: list[str] | None = None
+    ) -> None:
         super().__init__()
         self.headmodel = headmodel
         self.renderer = renderer
-        keep = ~headmodel.region_face_mask(list(hidden_regions)) if hidden_regions else None
+        hidden = headmodel.hidden_regions if hidden_regions is None else list(hidden_regions)
+        keep = ~headmodel.region_face_mask(hidden) if hidden else None
         faces, face_uvs = headmodel.faces, headmodel.face_uvs
         if keep is not None:
             faces, face_uvs = faces[keep], face_uvs[keep]

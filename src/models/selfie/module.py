@@ -41,7 +41,8 @@ class SelfieAvatar(AvatarModule):
 
     Args:
         headmodel: head-model config; renderer: MeshRenderer config.
-        hidden_regions: head-model regions left out of the conditioning render.
+        hidden_regions: head-model regions left out of the conditioning render; None: the head model's
+            ``hidden_regions``.
         generator: :class:`SelfieGenerator` kwargs (size must equal the data's image side).
         discriminator: :class:`Discriminator` kwargs except size and in_channels.
         loss: {"weights": {term: weight}, "mrf": IDMRFLoss kwargs, "identity": IdentityLoss kwargs}.
@@ -59,7 +60,7 @@ class SelfieAvatar(AvatarModule):
         self,
         headmodel: Any,
         renderer: Any,
-        hidden_regions: list[str],
+        hidden_regions: list[str] | None,
         generator: dict[str, Any],
         discriminator: dict[str, Any],
         loss: dict[str, Any],
@@ -77,7 +78,7 @@ class SelfieAvatar(AvatarModule):
         self.save_hyperparameters(logger=False)
         self.automatic_optimization = False
         hm = hydra.utils.instantiate(headmodel)
-        self.conditioner = HeadConditioner(hm, hydra.utils.instantiate(renderer), list(hidden_regions))
+        self.conditioner = HeadConditioner(hm, hydra.utils.instantiate(renderer), hidden_regions)
         self.generator = SelfieGenerator(**dict(generator), seed=seed)
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
         self.weights = {k: float(v) for k, v in dict(loss["weights"]).items()}
