@@ -146,3 +146,13 @@ def test_photometric_refinement_runs(tiny_subject, ict_model, tmp_path):
     info = track_subject(root, ict_model, cfg)
     assert "photometric" in info["final_loss"] and info["timings"]["photometric_s"] > 0
     assert np.isfinite(info["landmark_px"])
+
+
+def test_overlay_hidden_regions_come_from_the_caller_or_the_head_model(ict_model):
+    from src.headmodel.ict import ICT_OVERLAY_REGIONS
+    from src.tracking.overlay import hidden_regions
+
+    default = hidden_regions(ict_model)
+    assert default and set(default) <= set(ICT_OVERLAY_REGIONS) & set(ict_model.region_names)
+    assert hidden_regions(ict_model, ["face", "no_such_region"]) == ["face"]
+    assert hidden_regions(ict_model, []) == []
