@@ -85,9 +85,8 @@ def render_overlays(
                 occ = layout.read_image("occlusion", i) > 127
                 left[occ] = (0.5 * left[occ] + [127, 0, 127]).astype(np.uint8)
                 if i in occluded:
-                    cv2.putText(
-                        left, "occluded", (4, 4 + 10 * r), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * r, (255, 0, 255), 1
-                    )
+                    org = (4, 4 + 10 * r)
+                    cv2.putText(left, "occluded", org, cv2.FONT_HERSHEY_SIMPLEX, 0.35 * r, (255, 0, 255), 1)
             _dots(left, obs[i], (0, 255, 0), r)
             _dots(left, lmk[j], (255, 0, 0), r)
             right = frame.astype(np.float32)
