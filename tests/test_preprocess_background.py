@@ -104,6 +104,30 @@ def test_missing_plate_says_why(tmp_path):
         read_background(layout, required=True)
 
 
+@pytest.mark.parametrize("shift, usable", [((1.0, 0.5), True), ((8.0, 0.0), False)])
+def test_astronaut_over_a_moving_background(tmp_path, shift, usable):
+    """Preprocessing the astronaut over a textured background that moves: compensated or refused."""
+    from src.preprocess import preprocess_video
+    from src.preprocess.clips import astronaut_over_moving_background
+    from src.preprocess.video import write_video
+
+    video = write_video(tmp_path / "cam.mp4", astronaut_over_moving_background(8, 256, shift))
+    meta = preprocess_video(video, tmp_path / "s", {"resolution": 128, "min_frames": 3})
+    layout = SubjectLayout(tmp_path / "s")
+    assert meta["available"]["background"] is usable and meta["background"]["usable"] is usable
+    if usable:
+        side = meta["crop"]["box_xy_side"][2]
+        motion = np.load(layout.background_motion_path)
+        expect = np.outer(np.arange(8), shift) * 128 / side
+        np.testing.assert_allclose(motion[:, :, 2], expect, atol=0.5)
+        assert read_background(layout, 7).shape == (3, 128, 128) and meta["background"]["residual"] < 3
+    else:
+        assert not layout.background_path.exists() and read_background(layout) is None
+        assert meta["absent"]["background"].startswith("the camera is not static")
+        with pytest.raises(BackgroundUnavailableError, match="not static.*fixed camera"):
+            read_background(layout, required=True)
+
+
 @pytest.mark.slow
 def test_single_face_clip(tmp_path):
     """The real clip: padded rows, a usable plate that predicts held-out background, no occlusion."""

@@ -6,7 +6,7 @@ first frame:
 
 1. **motion**: corners (Shi-Tomasi) of the first frame, in pixels that are background in every frame and
    away from the person (shadows and hair strands move with the person), are tracked into every frame
-   (pyramidal Lucas-Kanade seeded with the previous frame's motion, forward-backward check); a RANSAC
+   (pyramidal Lucas-Kanade seeded by extrapolating the motion, forward-backward check); a RANSAC
    similarity per frame maps the first frame onto it (``background_motion.npy``, (N,2,3)).
 2. **plate**: every frame is warped back onto the first; per pixel, the median over the frames in which
    it is background (outside the person mask dilated by a margin, inside the video frame); pixels never
@@ -99,7 +99,8 @@ def background_motion(
         return None
     lk = {"winSize": (21, 21), "maxLevel": 3, "flags": cv2.OPTFLOW_USE_INITIAL_FLOW}
     for k in range(1, n):
-        guess = cv2.transform(pts, motion[k - 1]).astype(np.float32)
+        pred = motion[k - 1] if k < 2 else 2 * motion[k - 1] - motion[k - 2]  # constant velocity
+        guess = cv2.transform(pts, pred).astype(np.float32)
         nxt, ok, _ = cv2.calcOpticalFlowPyrLK(gray[0], gray[k], pts, guess, **lk)
         back, ok2, _ = cv2.calcOpticalFlowPyrLK(gray[k], gray[0], nxt, pts.copy(), **lk)
         good = (ok[:, 0] == 1) & (ok2[:, 0] == 1) & (np.linalg.norm(back - pts, axis=-1)[:, 0] < 0.5)
@@ -187,6 +188,8 @@ def estimate_plate(
         reasons.append(
             f"background pixels differ from the aligned plate by {residual:.1f}/255 (limit {max_residual})"
         )
+    if reasons and not measured:
+        reasons.append("its motion could not be tracked")
     reason = ("the camera is not static: " + " and ".join(reasons)) if reasons else ""
     stats = {
         "frames_used": len(sel), "first_unused_frame": int(use), "motion_measured": measured,
