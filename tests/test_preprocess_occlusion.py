@@ -7,6 +7,7 @@ import pytest
 
 import src  # noqa: F401
 from src.core.layout import SubjectLayout
+from src.core.streams import read_landmark_visibility
 from src.datamodules.dataset import SubjectFrames
 from src.preprocess import preprocess_video
 from src.preprocess.clips import astronaut_frames
@@ -51,6 +52,15 @@ def test_occluder_found_in_its_frames_only(occluded_subject):
         crop = CropBox(*meta["crop"]["box_xy_side"])
         truth = crop_frame(truth[..., None].astype(np.float32), crop, 128, "constant") > 0.5
         assert occ[truth].mean() > 0.6 and occ[~truth].mean() < 0.05
+
+
+def test_landmarks_under_the_occluder_are_not_visible(occluded_subject):
+    root, meta, _ = occluded_subject
+    vis = read_landmark_visibility(SubjectLayout(root))
+    assert vis.shape == (meta["n_frames"], 68)
+    hidden = (vis == 0).sum(1)
+    assert all(hidden[i] >= 5 for i in OCCLUDED)  # nose and eye points under the block
+    assert all(hidden[i] == 0 for i in range(meta["n_frames"]) if i not in OCCLUDED)
 
 
 def test_dataset_items_carry_the_masks(occluded_subject):

@@ -18,7 +18,8 @@ Dataset items (src/datamodules/dataset.py) carry ``valid`` (1,H,W) float (all on
 ``occlusion`` (1,H,W) float (all zeros when absent), ``occluded`` () float (1 for a frame listed in
 meta.json ``occlusion.frames``) and, when the subject has a plate, ``background`` (3,H,W) float (the
 plate as that frame sees it). :func:`pixel_weight` and :func:`landmark_visible`
-turn a batch into the weights a loss or metric multiplies with.
+turn a batch into the weights a loss or metric multiplies with; :func:`read_landmark_visibility` gives
+the same per-landmark weights for a whole subject (for sequence fits such as tracking).
 """
 
 from __future__ import annotations
@@ -78,6 +79,37 @@ def read_background(
             "fixed camera and preprocess with preprocess.background=plate"
         )
     return None
+
+
+def read_landmark_visibility(
+    layout: SubjectLayout, meta: dict | None = None, key: str = "landmarks68"
+) -> np.ndarray | None:
+    """Which landmarks of every frame lie on visible face pixels (for fits over the whole sequence,
+    e.g. tracking): 0 on occluded or padded pixels, else 1.
+
+    Args:
+        layout: the subject.
+        meta: its meta dict (read when None).
+        key: "landmarks68" or "landmarks478".
+
+    Returns:
+        (N,L) float32, or None when the subject has no such landmarks.
+    """
+    meta = layout.read_meta() if meta is None else meta
+    path = layout.root / f"{key}.npy"
+    if not path.exists():
+        return None
+    pts = np.load(path)
+    n, h, w = len(pts), int(meta["height"]), int(meta["width"])
+    valid = read_valid(layout, meta)
+    ok = np.ones((h, w), bool) if valid is None else valid
+    x = np.clip(np.floor(pts[..., 0]).astype(int), 0, w - 1)
+    y = np.clip(np.floor(pts[..., 1]).astype(int), 0, h - 1)
+    vis = ok[y, x].astype(np.float32)
+    for i in (meta.get("occlusion") or {}).get("frames", []):
+        if i < n:
+            vis[i] *= read_png(layout.frame_path("occlusion", i))[y[i], x[i]] < 128
+    return vis
 
 
 def pixel_weight(batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
