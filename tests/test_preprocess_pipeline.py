@@ -38,7 +38,9 @@ def test_layout_of_a_real_face(astro_subject):
     layout = SubjectLayout(root)
     assert layout.validate()["n_frames"] == 6 and meta["source"] == "video"
     assert meta["available"] == {"masks": True, "segmentation": True, "normals": False, "landmarks68": True,
-                                 "landmarks478": True, "tracking": False, "ground_truth": False}  # fmt: skip
+                                 "landmarks478": True, "tracking": False, "ground_truth": False,
+                                 "valid": True, "background": meta["available"]["background"],
+                                 "occlusion": True}  # fmt: skip
     assert "normals" in meta["absent"] and meta["landmarks68_source"] in (
         "dlib",
         "face_alignment",

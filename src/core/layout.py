@@ -9,6 +9,11 @@ See docs/data_layout.md for the full description. In short::
     <root>/normals/000000.png         camera-space unit normals as (n+1)/2*255, 0 on background
     <root>/landmarks68.npy            (N,68,2) float32 pixels (x,y), origin at the image's top-left corner
     <root>/landmarks478.npy           (N,478,2) mediapipe landmarks (real videos only)
+    <root>/valid.png                  crop validity, uint8 255 inside the video frame, 0 padded (videos)
+    <root>/background.png             static-camera background plate, RGB uint8 (videos, static camera)
+    <root>/background_coverage.png    fraction of frames each plate pixel was seen, uint8 (0: inpainted)
+    <root>/background_motion.npy      (N,2,3) float32 plate -> frame pixel maps (small camera motion)
+    <root>/occlusion/000000.png       occluder over the face (hand, object), uint8 255 occluded (videos)
     <root>/tracking.npz               fitted parameters (written by tracking)
     <root>/ground_truth/params.npz    true parameters (synthetic only), same keys as tracking.npz
     <root>/ground_truth/vertices.npy  (N,V,3) float32 true posed vertices, metres, world frame
@@ -34,6 +39,9 @@ OPTIONAL_ITEMS = (
     "normals",
     "landmarks68",
     "landmarks478",
+    "valid",
+    "background",
+    "occlusion",
     "tracking",
     "ground_truth",
 )
@@ -102,6 +110,26 @@ class SubjectLayout:
             return source
         return "tracking" if self.tracking_path.is_file() else "ground_truth"
 
+    @property
+    def valid_path(self) -> Path:
+        """(H,W) crop-validity mask, one for the sequence (real videos)."""
+        return self.root / "valid.png"
+
+    @property
+    def background_path(self) -> Path:
+        """(H,W,3) static background plate (real videos with a static camera)."""
+        return self.root / "background.png"
+
+    @property
+    def background_coverage_path(self) -> Path:
+        """(H,W) uint8 fraction of frames in which each plate pixel was background (0: inpainted)."""
+        return self.root / "background_coverage.png"
+
+    @property
+    def background_motion_path(self) -> Path:
+        """(N,2,3) float32 affine maps from plate pixels to each frame's pixels (camera motion)."""
+        return self.root / "background_motion.npy"
+
     def params_path(self, source: str) -> Path:
         """Parameter file of ``source``: "tracking" or "ground_truth"."""
         return self.tracking_path if source == "tracking" else self.gt_params_path
@@ -112,7 +140,7 @@ class SubjectLayout:
         return np.load(path).astype(np.float32) if path.exists() else None
 
     def frame_path(self, kind: str, i: int) -> Path:
-        """Path of frame ``i`` of an image stream (frames, masks, segmentation, normals)."""
+        """Path of frame ``i`` of an image stream (frames, masks, segmentation, normals, occlusion)."""
         return self.root / kind / f"{frame_name(i)}.png"
 
     def exists(self) -> bool:
@@ -163,14 +191,16 @@ class SubjectLayout:
         if not meta.get("complete"):
             raise LayoutError(f"{self.root} is incomplete (interrupted run?); re-run to finish it")
         n = meta["n_frames"]
-        for kind in ("frames", "masks", "segmentation", "normals"):
+        for kind in ("frames", "masks", "segmentation", "normals", "occlusion"):
             if kind == "frames" or meta["available"].get(kind):
                 for i in (0, n - 1):
                     if not self.frame_path(kind, i).exists():
                         raise LayoutError(
                             f"{self.frame_path(kind, i)} is missing; delete {self.root} and regenerate"
                         )
-        for key, path in (("landmarks68", self.landmarks68_path), ("tracking", self.tracking_path)):
+        files = (("landmarks68", self.landmarks68_path), ("tracking", self.tracking_path),
+                 ("valid", self.valid_path), ("background", self.background_path))  # fmt: skip
+        for key, path in files:
             if meta["available"].get(key) and not path.exists():
                 raise LayoutError(f"{path} is missing although meta.json lists it; regenerate {self.root}")
         return meta

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from src.core.layout import SubjectLayout
+from src.core.streams import read_background, read_valid
 
 
 class SubjectFrames(Dataset):
@@ -15,7 +16,10 @@ class SubjectFrames(Dataset):
     Each item is a dict:
         index () long frame number; image (3,H,W) float in [0,1]; mask (1,H,W) float in [0,1];
         segmentation (H,W) long (if available); normals (3,H,W) float in [-1,1] (if available);
-        landmarks68 (68,2) float pixels (if available).
+        landmarks68 (68,2) float pixels (if available); valid (1,H,W) float, 0 where the crop was padded
+        (all ones when absent); occlusion (1,H,W) float, 1 where a hand or object covers the face (all
+        zeros when absent); occluded () float, 1 for a frame with an occluder; background (3,H,W) float,
+        the plate as this frame sees it (only when the subject has one). See src/core/streams.py.
     """
 
     def __init__(self, layout: SubjectLayout, indices: list[int], meta: dict) -> None:
@@ -25,6 +29,12 @@ class SubjectFrames(Dataset):
         self.landmarks = None
         if self.available.get("landmarks68"):
             self.landmarks = torch.from_numpy(np.load(layout.landmarks68_path)).float()
+        h, w = int(meta["height"]), int(meta["width"])
+        valid = read_valid(layout, meta)
+        self.valid = torch.ones(1, h, w) if valid is None else torch.from_numpy(valid).float()[None]
+        self.occluded_frames = set((meta.get("occlusion") or {}).get("frames", []))
+        self.has_background = read_background(layout, meta=meta) is not None
+        self.meta = meta
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -43,4 +53,12 @@ class SubjectFrames(Dataset):
             item["normals"] = torch.where(n.sum(0, keepdim=True) > 0, n * 2 - 1, torch.zeros_like(n))
         if self.landmarks is not None:
             item["landmarks68"] = self.landmarks[i]
+        item["valid"] = self.valid
+        if self.available.get("occlusion"):
+            item["occlusion"] = torch.from_numpy(self.layout.read_image("occlusion", i)).float()[None] / 255
+        else:
+            item["occlusion"] = torch.zeros_like(self.valid)
+        item["occluded"] = torch.tensor(float(i in self.occluded_frames))
+        if self.has_background:
+            item["background"] = read_background(self.layout, i, self.meta)
         return item

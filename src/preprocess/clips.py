@@ -1,5 +1,6 @@
 """Small test videos: a real face (scikit-image's public-domain astronaut photo) moved through a few
-rotations and scalings, and a subject layout's frames written back to an MP4 (for the tests and
+rotations and scalings (optionally over a moving textured background), and a subject layout's frames
+written back to an MP4 (for the tests and
 bench/bench_tracking.py)."""
 
 from __future__ import annotations
@@ -39,6 +40,42 @@ def astronaut_frames(n: int = 8, size: int = 256, scale: float = 1.0, max_deg: f
         out.append(
             cv2.warpAffine(img, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         )
+    return np.stack(out)
+
+
+def astronaut_over_moving_background(
+    n: int = 8, size: int = 256, shift: tuple[float, float] = (2.0, 0.0), seed: int = 0
+) -> np.ndarray:
+    """:func:`astronaut_frames` with the background replaced by a texture that moves ``shift`` pixels
+    per frame (a camera that moves while the person stays in frame), for the background-plate tests.
+
+    Args:
+        n: number of frames.
+        size: frame side in pixels.
+        shift: background motion per frame (x, y) in pixels.
+        seed: texture seed.
+
+    Returns:
+        (n,size,size,3) uint8 RGB.
+    """
+    from src.preprocess.segment import SelfieSegmenter
+
+    frames = astronaut_frames(n, size)
+    rng = np.random.default_rng(seed)
+    pad = int(np.ceil(max(abs(shift[0]), abs(shift[1])) * n)) + 8
+    side = size + 2 * pad
+    cells = rng.integers(40, 215, (side // 8, side // 8, 3)).astype(np.uint8)
+    big = cv2.resize(cells, (side, side), interpolation=cv2.INTER_CUBIC)
+    seg = SelfieSegmenter()
+    try:
+        out = []
+        for k, f in enumerate(frames):
+            M = np.float32([[1, 0, shift[0] * k - pad], [0, 1, shift[1] * k - pad]])
+            bg = cv2.warpAffine(big, M, (size, size), flags=cv2.INTER_LINEAR)
+            a = seg(f).astype(np.float32)[..., None] / 255
+            out.append(np.round(a * f + (1 - a) * bg).astype(np.uint8))
+    finally:
+        seg.close()
     return np.stack(out)
 
 

@@ -37,6 +37,7 @@ from src.preprocess.errors import (
 )
 from src.preprocess.landmarks import MediapipeMesh, make_landmarks68, mediapipe_to_ibug68, resolve_landmarks68
 from src.preprocess.segment import SEGMENTATION_SOURCE, SelfieSegmenter, face_parts
+from src.preprocess.streams import write_streams
 from src.preprocess.video import iter_frames, probe_video, video_fingerprint
 from src.utils.config import to_plain
 from src.utils.io import write_npy, write_npz, write_png
@@ -44,7 +45,7 @@ from src.utils.io import write_npy, write_npz, write_png
 log = logging.getLogger(__name__)
 
 # bump when a code change alters the preprocessed output, so cached folders are rebuilt
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: valid.png, background plate, occlusion masks
 STATUS_CODES = (D.OK, D.NO_FACE, D.MULTIPLE, D.TOO_SMALL, D.NO_LANDMARKS)
 ABSENT_NORMALS = "no normal predictor with weights is available offline (preprocess.normals=none)"
 
@@ -55,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "crop": {"scale": 2.0, "shift_y": -0.1, "smooth_window": 5, "pad_mode": "edge"},
     "landmarks68": "auto", "fan_weights": None, "dlib_upsample": 0,
     "segmentation": "selfie", "face_parts": True, "normals": "none", "keep_work": False,
+    "background": "plate", "background_holdout": 16, "occlusion": "appearance",
 }  # fmt: skip
 
 
@@ -177,9 +179,17 @@ def preprocess_video(video: str | Path, out_root: str | Path, cfg: dict[str, Any
         log.info("preprocessed video is cached in %s", layout.root)
         return old
     if old and old.get("config_hash") != digest:
-        for sub in ("frames", "masks", "segmentation", "normals", "work", "overlays"):
+        for sub in ("frames", "masks", "segmentation", "normals", "occlusion", "work", "overlays"):
             shutil.rmtree(layout.root / sub, ignore_errors=True)
-        for f in (layout.landmarks68_path, layout.landmarks478_path, layout.tracking_path):
+        for f in (
+            layout.landmarks68_path,
+            layout.landmarks478_path,
+            layout.tracking_path,
+            layout.valid_path,
+            layout.background_path,
+            layout.background_coverage_path,
+            layout.background_motion_path,
+        ):
             f.unlink(missing_ok=True)
     work = layout.root / "work"
     meta: dict[str, Any] = {
@@ -206,6 +216,10 @@ def preprocess_video(video: str | Path, out_root: str | Path, cfg: dict[str, Any
 
     write_npy(layout.landmarks68_path, np.stack(lmk68).astype(np.float32))
     write_npy(layout.landmarks478_path, np.stack(lmk478).astype(np.float32))
+    source_hw = tuple(int(v) for v in dets["size"][kept[0]])
+    t2 = time.perf_counter()
+    extra_meta, extra_available, extra_absent = write_streams(layout, cfg, box, source_hw, np.stack(lmk478))
+    t_streams = time.perf_counter() - t2
     excluded = {
         code: dets["raw_index"][status == STATUS_CODES.index(code)].tolist() for code in STATUS_CODES[1:]
     }
@@ -224,7 +238,12 @@ def preprocess_video(video: str | Path, out_root: str | Path, cfg: dict[str, Any
         )
     seg_on = cfg["segmentation"] == "selfie"
     fps = info.fps if not cfg["max_fps"] else min(info.fps or cfg["max_fps"], cfg["max_fps"])
-    absent = {"normals": ABSENT_NORMALS, "ground_truth": "real video", "tracking": "run tracking"}
+    absent = {
+        "normals": ABSENT_NORMALS,
+        "ground_truth": "real video",
+        "tracking": "run tracking",
+        **extra_absent,
+    }
     if not seg_on:
         absent["masks"] = absent["segmentation"] = "preprocess.segmentation=none"
     elif not cfg["face_parts"]:
@@ -232,7 +251,8 @@ def preprocess_video(video: str | Path, out_root: str | Path, cfg: dict[str, Any
     meta.update(
         complete=True, n_frames=len(kept), height=res, width=res, fps=fps,
         available={"masks": seg_on, "segmentation": seg_on and bool(cfg["face_parts"]), "normals": False,
-                   "landmarks68": True, "landmarks478": True, "tracking": False, "ground_truth": False},
+                   "landmarks68": True, "landmarks478": True, "tracking": False, "ground_truth": False,
+                   **extra_available},
         absent=absent,
         mask_source=SelfieSegmenter.source if seg_on else None,
         segmentation_source=SEGMENTATION_SOURCE if seg_on and cfg["face_parts"] else None,
@@ -243,7 +263,9 @@ def preprocess_video(video: str | Path, out_root: str | Path, cfg: dict[str, Any
         crop={"box_xy_side": box.as_list(), "source_size": [info.height, info.width],
               "face_size_px": round(face_px, 1)},
         timings={"detection_s": round(t_detect, 3), "crop_landmarks_masks_s": round(t_crop, 3),
-                 "s_per_frame": round((t_detect + t_crop) / max(1, len(status)), 4)},
+                 "background_occlusion_s": round(t_streams, 3),
+                 "s_per_frame": round((t_detect + t_crop + t_streams) / max(1, len(status)), 4)},
+        **extra_meta,
     )  # fmt: skip
     if face_px < 0.2 * res:
         log.warning(

@@ -1,5 +1,6 @@
-"""Inspection overlays of a fit: frames with the given (green) and fitted (red) landmarks and the shaded
-mesh blended on top, written as ``overlays/tracking.mp4`` and optionally logged to wandb."""
+"""Inspection overlays of a fit: frames with the given (green) and fitted (red) landmarks (occluded face
+pixels tinted magenta, occluded frames labelled) and the shaded mesh blended on top, written as
+``overlays/tracking.mp4`` and optionally logged to wandb."""
 
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ def render_overlays(
     keep = ~headmodel.region_face_mask([h for h in hidden if h in headmodel.region_names])
     faces = headmodel.faces[keep]
     renderer = MeshRenderer()
+    occluded = set((meta.get("occlusion") or {}).get("frames", []))
     out = np.zeros((n, H, 2 * W, 3), np.uint8)
     light = torch.tensor([0.3, -0.4, -1.0])
     for a in tqdm(range(0, n, batch), desc="tracking overlays", unit="batch"):
@@ -94,6 +96,12 @@ def render_overlays(
             i = int(sl[j])
             frame = layout.read_image("frames", i)
             left = frame.copy()
+            if meta["available"].get("occlusion"):  # occluders: magenta tint, kept out of the fit's terms
+                occ = layout.read_image("occlusion", i) > 127
+                left[occ] = (0.5 * left[occ] + [127, 0, 127]).astype(np.uint8)
+                if i in occluded:
+                    org = (4, 4 + 10 * r)
+                    cv2.putText(left, "occluded", org, cv2.FONT_HERSHEY_SIMPLEX, 0.35 * r, (255, 0, 255), 1)
             _dots(left, obs[i], (0, 255, 0), r)
             _dots(left, lmk[j], (255, 0, 0), r)
             right = frame.astype(np.float32)
