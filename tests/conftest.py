@@ -35,17 +35,3 @@ def tiny_subject(tmp_path_factory, ict_model) -> Path:
     root = tmp_path_factory.mktemp("data") / "synthetic" / "tiny"
     generate_subject(root, ict_model, **TINY_GENERATOR)
     return root
-
-
-@pytest.fixture(scope="session")
-def identity_weights(tmp_path_factory) -> Path:
-    """A ResNet50 face-recognition weight file in the real (torchvision state dict) format, random values.
-
-    Only for exercising the L_cos code path; no number from it is reported.
-    """
-    import torchvision
-
-    path = tmp_path_factory.mktemp("weights") / "resnet50_identity.pth"
-    torch.manual_seed(0)
-    torch.save(torchvision.models.resnet50(num_classes=8631).state_dict(), path)
-    return path

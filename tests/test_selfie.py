@@ -104,22 +104,22 @@ def test_ema_update_and_beta():
     ("experiment", "ablation"),
     [(e, None) for e in SELFIE_EXPERIMENTS] + [("selfie_synthetic", a) for a in ABLATIONS],
 )
-def test_fast_dev_run_selfie(experiment, ablation, subject32, identity_weights, tmp_path):
+def test_fast_dev_run_selfie(experiment, ablation, subject32, tmp_path):
     if experiment.endswith("_video"):
         pytest.skip("needs a video clip; tests/test_tracking_video.py::test_train_on_a_video runs it")
-    extra = [f"experiment={experiment}", "debug=fdr", f"loss.identity.weights={identity_weights}"]
+    extra = [f"experiment={experiment}", "debug=fdr"]  # L_cos (when on) runs on dlib's face descriptor
     extra += [f"ablation={ablation}"] if ablation else []
     metrics = train(compose_train(selfie_overrides(subject32, tmp_path, extra), output_dir=tmp_path))
     assert {"train/loss", "train/d_loss", "train/l1", "train/mask", "test/psnr"} <= set(metrics)
-    weights = compose_train(extra[:1] + extra[3:]).loss.weights
+    weights = compose_train(extra[:1] + extra[2:]).loss.weights
     for term in ("cos", "mrf"):  # a term is computed exactly when its weight is on
         assert (f"train/{term}" in metrics) == (weights[term] > 0)
 
 
 def test_cos_term_refuses_without_weights(subject32, tmp_path):
-    extra = ["experiment=selfie_synthetic", "ablation=full", "debug=fdr", "loss.identity.weights=null"]
+    extra = ["experiment=selfie_synthetic", "ablation=full", "debug=fdr", "loss.face_id.network=vggface2"]
     cfg = compose_train(selfie_overrides(subject32, tmp_path, extra), output_dir=tmp_path)
-    with pytest.raises(Exception, match="loss.identity.weights"):
+    with pytest.raises(Exception, match="loss.face_id.weights"):
         train(cfg)
 
 
@@ -143,7 +143,7 @@ def test_train_checkpoint_reenact_and_resume(subject32, tmp_path):
     img = model.predict_frames(torch.tensor([0, 9]))
     assert img.shape == (2, 3, 32, 32) and img.min() >= 0 and img.max() <= 1
     sd = model.state_dict()
-    assert not any(k.startswith(("mrf", "identity_loss")) for k in sd)  # frozen nets stay out
+    assert not any(k.startswith(("mrf", "face_id_loss")) for k in sd)  # frozen nets stay out
     from reenact import run as reenact_run
 
     for mode, extra_r in (

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.pretrained.dlib_reader import DlibLayer, DlibNet, read_dlib_net
+from src.pretrained.face_align import align_face_chips
 from src.pretrained.weights import _SOURCES, WeightsUnavailableError
 
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -226,3 +227,40 @@ def add_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return F.pad(t, (0, w - t.shape[3], 0, h - t.shape[2], 0, c - t.shape[1]))
 
     return pad(a) + pad(b)
+
+
+class DlibFaceEmbedder(nn.Module):
+    """Descriptors of faces in whole images: (N,3,H,W) in [0,1] (+ landmarks) -> (N,128).
+
+    With landmarks the chips are aligned like dlib's ``get_face_chip(img, shape, 150, 0.25)``; the
+    landmarks follow the project's convention (pixel (x, y) with the top-left pixel's centre at (0.5, 0.5),
+    as written by :mod:`src.preprocess.landmarks`), dlib's has pixel centres at integers: 0.5 is
+    subtracted. Without landmarks the chip is the centred square of side ``crop`` x min(H, W), resized.
+
+    Args:
+        weights: dlib ``.dat`` file; None = the installed ``face_recognition_models`` file.
+        crop: side of the centred square used without landmarks, as a fraction of min(H, W).
+    """
+
+    def __init__(self, weights: str | Path | None = None, crop: float = 1.0) -> None:
+        super().__init__()
+        if not 0.0 < float(crop) <= 1.0:
+            raise ValueError(f"crop must be in (0, 1], got {crop}")
+        self.net = DlibFaceNet.from_file(weights)
+        self.crop = float(crop)
+
+    def chips(self, images: torch.Tensor, landmarks: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,3,150,150) chips: dlib alignment on (N,68|5,2) ``landmarks``, else the fixed crop."""
+        if landmarks is not None:
+            lm = landmarks.to(device=images.device, dtype=torch.float32) - 0.5
+            return align_face_chips(images, lm, CHIP_SIZE, CHIP_PADDING)
+        h, w = images.shape[-2:]
+        side = max(1, round(self.crop * min(h, w)))
+        top, left = (h - side) // 2, (w - side) // 2
+        x = images[..., top : top + side, left : left + side]
+        size = (CHIP_SIZE, CHIP_SIZE)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+    def forward(self, images: torch.Tensor, landmarks: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,3,H,W) RGB in [0,1], optional (N,68|5,2) landmarks -> (N,128) descriptors."""
+        return self.net(self.chips(images, landmarks))
