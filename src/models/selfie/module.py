@@ -268,7 +268,7 @@ class SelfieAvatar(AvatarModule):
         with torch.no_grad():
             out = self(batch["index"])
         pred = out["image"].clamp(0, 1)
-        metrics.update(pred, batch["image"], batch.get("mask"))
+        metrics.update(pred, batch["image"], batch.get("mask"), batch.get("landmarks68"))
         return {"pred": pred, "target": batch["image"], "render": out["render"]}
 
     def validation_step(self, batch, batch_idx):
