@@ -1,4 +1,4 @@
-"""Evaluate predicted frames against ground truth: PSNR, SSIM, LPIPS, FID (unmasked and masked).
+"""Evaluate predicted frames against ground truth: PSNR, SSIM, LPIPS, FID (unmasked and masked), CSIM.
 
 Usage::
 
@@ -13,19 +13,62 @@ the subject has ground-truth geometry the mean and Hausdorff vertex distances (f
 
 Results go to ``out_dir`` (default: the hydra run dir ``logs/evaluate/runs/<timestamp>``) as ``metrics.md``
 and ``metrics.json``; the table is also printed. See :mod:`src.metrics.suite` for the metric definitions.
+CSIM aligns prediction and ground truth on landmarks detected on the ground-truth frame
+(:func:`gt_landmarks_fn`); frames where no face is found are left out of CSIM and counted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import hydra
+import numpy as np
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from src.evaluation.compare import compare_sweep, format_comparison
 from src.metrics import evaluate_folders, format_table, write_table
 from src.models.loading import geometry_scores, load_avatar, render_split
+from src.preprocess.landmarks import (
+    MediapipeMesh,
+    make_landmarks68,
+    mediapipe_to_ibug68,
+    resolve_landmarks68,
+)
+
+
+def gt_landmarks_fn(name: str = "auto") -> Callable[[np.ndarray], np.ndarray | None]:
+    """68 iBUG landmarks of the face in a ground-truth frame, with the project's landmark backend.
+
+    mediapipe FaceMesh finds the face (its box guides dlib/FAN); the chosen 68-point backend
+    (``auto``: FAN if its weights exist, else dlib, else mediapipe) gives the points, and FaceMesh's
+    mapped points stand in when that backend finds none (dlib's HOG misses small or turned faces).
+
+    Args:
+        name: preprocess-style backend name: auto | face_alignment | dlib | mediapipe.
+
+    Returns:
+        image (H,W,3) uint8 RGB -> (68,2) float32 pixels (project convention), or None (no face).
+    """
+    mesh = MediapipeMesh(static_image_mode=True, max_faces=1)
+    backend = make_landmarks68(resolve_landmarks68(name))
+
+    def detect(image: np.ndarray) -> np.ndarray | None:
+        faces = mesh(image)
+        hint = None
+        if faces:
+            hint = np.concatenate([faces[0].min(0), faces[0].max(0)]).astype(np.float64)
+        lm = backend(image, hint) if backend is not None else None
+        if lm is None and faces:
+            lm = mediapipe_to_ibug68(faces[0])
+        return lm
+
+    return detect
+
+
+def _landmarks_fn(cfg: DictConfig) -> Callable[[np.ndarray], np.ndarray | None] | None:
+    return gt_landmarks_fn(cfg.get("landmarks68", "auto")) if cfg.metrics.get("csim", True) else None
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -52,6 +95,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         metrics_cfg=OmegaConf.to_container(cfg.metrics, resolve=True),
         batch_size=int(cfg.get("batch_size", 8)),
         device=cfg.get("device", "cpu"),
+        landmarks_fn=_landmarks_fn(cfg),
     )
     if geometry:
         results.update(geometry)
@@ -66,7 +110,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     rows = compare_sweep(
         to_absolute_path(cfg.sweep_dir), to_absolute_path(cfg.out_dir),
         OmegaConf.to_container(cfg.metrics, resolve=True), cfg.split, cfg.get("checkpoint", "last.ckpt"),
-        int(cfg.get("batch_size", 8)), cfg.get("device", "cpu"),
+        int(cfg.get("batch_size", 8)), cfg.get("device", "cpu"), _landmarks_fn(cfg),
     )  # fmt: skip
     print(format_comparison(rows))
     print(f"written: {to_absolute_path(cfg.out_dir)}/comparison.md")

@@ -36,17 +36,3 @@ def tiny_subject(tmp_path_factory, ict_model) -> Path:
     cfg = synthetic_config(**TINY_GENERATOR)  # the data module's hash: training runs use it as it is
     generate_subject(root, ict_model, config=cfg, **cfg)
     return root
-
-
-@pytest.fixture(scope="session")
-def identity_weights(tmp_path_factory) -> Path:
-    """A ResNet50 face-recognition weight file in the real (torchvision state dict) format, random values.
-
-    Only for exercising the L_cos code path; no number from it is reported.
-    """
-    import torchvision
-
-    path = tmp_path_factory.mktemp("weights") / "resnet50_identity.pth"
-    torch.manual_seed(0)
-    torch.save(torchvision.models.resnet50(num_classes=8631).state_dict(), path)
-    return path

@@ -56,11 +56,12 @@ def test_model_choice_carries_its_loss(model, tmp_path):
 
 def test_loss_paths_users_know_still_work(tmp_path):
     """README / docs/selfie.md command lines: experiment + ablation + loss.* overrides."""
-    cfg = compose_train(["experiment=selfie_synthetic", "loss.weights.cos=1", "loss.identity.weights=/w.pkl"])
-    assert cfg.loss.weights.cos == 1 and cfg.loss.weights.adv == 0.02
-    assert cfg.loss.identity.weights == "/w.pkl"
+    cfg = compose_train(["experiment=selfie_synthetic", "loss.weights.cos=0", "loss.face_id.weights=/w.pkl"])
+    assert cfg.loss.weights.cos == 0 and cfg.loss.weights.adv == 0.02
+    assert cfg.loss.face_id.weights == "/w.pkl"
     assert compose_train(["experiment=selfie_synthetic", "ablation=full"]).loss.weights.cos == 1.0
-    assert compose_train(["model=selfie"]).loss.weights.cos == 0.0  # L_cos needs weights: off by default
+    selfie = compose_train(["model=selfie"]).loss
+    assert selfie.weights.cos == 1.0 and selfie.face_id.network == "dlib"  # L_cos on, dlib's real weights
     nha = compose_train(["experiment=nha_video", "data.path=me.mp4"])
     assert nha.hydra.runtime.choices.loss == "nha" and nha.loss.weights.normals == 0.0
 

@@ -14,16 +14,16 @@ from skimage import data, transform
 from torch import nn
 
 from src.losses import (
-    IdentityLoss,
+    FaceIdentityLoss,
     IDMRFLoss,
     d_logistic_loss,
     g_nonsaturating_loss,
     idmrf_distance,
-    load_identity_weights,
+    load_resnet50_face_weights,
     mask_mae,
     r1_penalty,
 )
-from src.losses.identity import FaceIdentityNet
+from src.losses.face_id import ResNet50FaceNet
 from src.pretrained.weights import WeightsUnavailableError
 
 
@@ -167,41 +167,41 @@ def identity_files(tmp_path_factory):
     return {"pth": pth, "pkl": pkl, "sd": sd}
 
 
-def test_identity_loss_refuses_without_weights(tmp_path):
+def test_face_id_loss_vggface2_refuses_without_weights(tmp_path):
     for weights in (None, tmp_path / "missing.pkl"):
-        with pytest.raises(WeightsUnavailableError, match=r"loss\.identity\.weights") as err:
-            IdentityLoss(weights)
+        with pytest.raises(WeightsUnavailableError, match=r"loss\.face_id\.weights") as err:
+            FaceIdentityLoss("vggface2", weights)
         assert "\n" not in str(err.value)
 
 
-def test_load_identity_weights_formats_and_errors(identity_files, tmp_path):
+def test_load_resnet50_face_weights_formats_and_errors(identity_files, tmp_path):
     ref = {k: v for k, v in identity_files["sd"].items() if not k.startswith("fc.")}
     ref = {k: v for k, v in ref.items() if not k.endswith("num_batches_tracked")}
     for key in ("pth", "pkl"):
-        sd = load_identity_weights(identity_files[key])
+        sd = load_resnet50_face_weights(identity_files[key])
         assert sd.keys() == ref.keys() and all(torch.equal(sd[k], ref[k]) for k in ref)
     nested = tmp_path / "nested.pt"  # Lightning/DataParallel style: {"state_dict": {"module.*": ...}}
     torch.save({"state_dict": {f"module.{k}": v for k, v in list(ref.items())[:5]}}, nested)
     first_missing = r"nested\.pt.*missing keys \['layer1\.0\.conv1\.weight'"
     with pytest.raises(WeightsUnavailableError, match=first_missing) as err:
-        load_identity_weights(nested)  # prefixes stripped: only the left-out keys are missing
+        load_resnet50_face_weights(nested)  # prefixes stripped: only the left-out keys are missing
     assert "\n" not in str(err.value) and "unknown keys []" in str(err.value)
     bad = tmp_path / "bad.pkl"
     with open(bad, "wb") as f:
         pickle.dump({"features.0.weight": np.zeros(3, np.float32)}, f)
     with pytest.raises(WeightsUnavailableError, match=r"bad\.pkl.*missing keys \['conv1\.weight'"):
-        load_identity_weights(bad)
+        load_resnet50_face_weights(bad)
 
 
-def test_face_identity_net_preprocessing_and_arch():
-    net = FaceIdentityNet()  # vggface2: caffe strides, BGR 0..255 minus mean
+def test_resnet50_face_net_preprocessing_and_arch():
+    net = ResNet50FaceNet()  # vggface2: caffe strides, BGR 0..255 minus mean
     assert net.arch == "caffe" and net.net.maxpool.ceil_mode and net.net.layer3[0].conv1.stride == (2, 2)
     assert net.net.layer3[0].conv2.stride == (1, 1) and len(net.state_dict()) == 318  # 320 - fc.*
     x = torch.tensor([1.0, 0.5, 0.0]).view(1, 3, 1, 1).expand(1, 3, 8, 8)
     y = net.normalise(x)
     assert y.shape == (1, 3, 224, 224)
     torch.testing.assert_close(y[0, :, 0, 0], torch.tensor([-91.4953, 127.5 - 103.8827, 255 - 131.0912]))
-    tv = FaceIdentityNet("imagenet", input_size=64)
+    tv = ResNet50FaceNet("imagenet", input_size=64)
     assert tv.arch == "torchvision" and tv.net.layer3[0].conv2.stride == (2, 2)
     expected = (torch.tensor([1.0, 0.5, 0.0]) - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor(
         [0.229, 0.224, 0.225]
@@ -212,9 +212,11 @@ def test_face_identity_net_preprocessing_and_arch():
     assert net(torch.rand(1, 3, 32, 32)).shape == (1, 2048)
 
 
-def test_identity_loss_with_both_formats(identity_files):
+def test_face_id_loss_vggface2_with_both_formats(identity_files):
     a, b = image("astronaut", 64), image("chelsea", 64)
-    losses = {key: IdentityLoss(identity_files[key], input_size=112) for key in ("pth", "pkl")}
+    losses = {
+        key: FaceIdentityLoss("vggface2", identity_files[key], input_size=112) for key in ("pth", "pkl")
+    }
     values = {}
     for key, loss in losses.items():
         assert len(loss.state_dict()) == 0 and len(list(loss.parameters())) == 0

@@ -53,7 +53,7 @@ def test_evaluate_folders_matches_direct_computation(folders, tmp_path):
     except WeightsUnavailableError as err:
         pytest.skip(f"weights unavailable here: {err}")
     res = evaluate_folders(
-        folders / "pred", folders / "gt", folders / "mask", {"required": True}, batch_size=3
+        folders / "pred", folders / "gt", folders / "mask", {"required": True, "csim": False}, batch_size=3
     )
     names = sorted(p.name for p in (folders / "gt").iterdir())
     pred = torch.stack([load_image(folders / "pred" / n) for n in names])

@@ -83,7 +83,9 @@ def test_ssim_matches_skimage():
 
 def test_image_metrics_all_and_frozen():
     try:
-        metrics = ImageMetrics(lpips=True, fid=True, required=True)
+        metrics = ImageMetrics(
+            lpips=True, fid=True, required=True, csim=False
+        )  # CSIM: test_metrics_csim_dlib
     except WeightsUnavailableError as err:
         pytest.skip(f"weights unavailable here: {err}")
     assert list(metrics.parameters()) == [] and metrics.state_dict() == {}
@@ -95,7 +97,7 @@ def test_image_metrics_all_and_frozen():
     res = metrics.compute()
     expected = {"psnr", "ssim", "lpips", "fid", "psnr_masked", "ssim_masked", "lpips_masked", "fid_masked"}
     assert expected <= set(res) and res["num_frames"] == 4 and res["num_frames_masked"] == 4
-    assert set(res["sources"]) == {"lpips", "fid"}
+    assert set(res["sources"]) == {"lpips", "fid", "csim"} and res["sources"]["csim"] == "disabled"
     lp = LPIPS(net=metrics.metrics["lpips"].net)
     with torch.no_grad():
         assert res["lpips"] == pytest.approx(lp(pred, target).mean().item(), abs=1e-6)
@@ -134,7 +136,7 @@ def test_missing_weights_optional_warns_once_and_leaves_out(monkeypatch, caplog)
 
 
 def test_disabled_metrics_and_bad_shapes():
-    metrics = ImageMetrics.from_config({"lpips": False, "fid": False})
+    metrics = ImageMetrics.from_config({"lpips": False, "fid": False, "csim": False})
     assert metrics.names == ["psnr", "ssim", "psnr_masked", "ssim_masked"]
     pred, target, mask = frames(n=2)
     with pytest.raises(ValueError, match="mask"):
@@ -142,4 +144,4 @@ def test_disabled_metrics_and_bad_shapes():
     with pytest.raises(ValueError, match="pred/target"):
         metrics.update(pred, target[:, :2])
     metrics.update(pred, target, mask[:, 0])  # (B,H,W) masks are accepted
-    assert metrics.compute()["sources"] == {"lpips": "disabled", "fid": "disabled"}
+    assert metrics.compute()["sources"] == {"lpips": "disabled", "fid": "disabled", "csim": "disabled"}

@@ -101,21 +101,19 @@ def test_ema_update_and_beta():
 
 
 @pytest.mark.parametrize("ablation", ABLATIONS)  # each experiment alone: tests/test_model_headmodel.py
-def test_fast_dev_run_selfie_ablation(ablation, subject32, identity_weights, tmp_path):
-    experiment = "selfie_synthetic"
-    extra = [f"experiment={experiment}", "debug=fdr", f"loss.identity.weights={identity_weights}"]
-    extra += [f"ablation={ablation}"]
+def test_fast_dev_run_selfie_ablation(ablation, subject32, tmp_path):
+    extra = ["experiment=selfie_synthetic", "debug=fdr", f"ablation={ablation}"]  # L_cos on dlib's descriptor
     metrics = train(compose_train(selfie_overrides(subject32, tmp_path, extra), output_dir=tmp_path))
     assert {"train/loss", "train/d_loss", "train/l1", "train/mask", "test/psnr"} <= set(metrics)
-    weights = compose_train(extra[:1] + extra[3:]).loss.weights
+    weights = compose_train(extra[:1] + extra[2:]).loss.weights
     for term in ("cos", "mrf"):  # a term is computed exactly when its weight is on
         assert (f"train/{term}" in metrics) == (weights[term] > 0)
 
 
 def test_cos_term_refuses_without_weights(subject32, tmp_path):
-    extra = ["experiment=selfie_synthetic", "ablation=full", "debug=fdr", "loss.identity.weights=null"]
+    extra = ["experiment=selfie_synthetic", "ablation=full", "debug=fdr", "loss.face_id.network=vggface2"]
     cfg = compose_train(selfie_overrides(subject32, tmp_path, extra), output_dir=tmp_path)
-    with pytest.raises(Exception, match="loss.identity.weights"):
+    with pytest.raises(Exception, match="loss.face_id.weights"):
         train(cfg)
 
 
@@ -139,7 +137,7 @@ def test_train_checkpoint_reenact_and_resume(subject32, tmp_path):
     img = model.predict_frames(torch.tensor([0, 9]))
     assert img.shape == (2, 3, 32, 32) and img.min() >= 0 and img.max() <= 1
     sd = model.state_dict()
-    assert not any(k.startswith(("mrf", "identity_loss")) for k in sd)  # frozen nets stay out
+    assert not any(k.startswith(("mrf", "face_id_loss")) for k in sd)  # frozen nets stay out
     from reenact import run as reenact_run
 
     for mode, extra_r in (

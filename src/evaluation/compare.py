@@ -8,10 +8,11 @@ Each run's checkpoint renders the same held-out frames of its subject, which are
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from src.metrics.evaluate_folder import evaluate_folders, format_number, write_report
@@ -19,8 +20,11 @@ from src.models.loading import load_avatar, render_split
 
 log = logging.getLogger(__name__)
 
-# the paper's Table I order: SSIM, PSNR, LPIPS, FID
-COMPARISON_COLUMNS = (("ssim", "SSIM↑", 4), ("psnr", "PSNR↑", 2), ("lpips", "LPIPS↓", 4), ("fid", "FID↓", 2))
+# the paper's Table I order: SSIM, PSNR, LPIPS, FID; then CSIM (identity similarity)
+COMPARISON_COLUMNS = (
+    ("ssim", "SSIM↑", 4), ("psnr", "PSNR↑", 2), ("lpips", "LPIPS↓", 4), ("fid", "FID↓", 2),
+    ("csim", "CSIM↑", 4),
+)  # fmt: skip
 
 
 def run_overrides(run_dir: Path) -> list[str]:
@@ -69,6 +73,7 @@ def compare_checkpoints(
     split: str = "test",
     batch_size: int = 8,
     device: str = "cpu",
+    landmarks_fn: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Render and score each run, then write ``comparison.md`` / ``comparison.json`` into ``out_dir``.
 
@@ -77,6 +82,7 @@ def compare_checkpoints(
         out_dir: results folder; each run's frames go to ``out_dir/<i>/{pred,gt,mask}``.
         metrics_cfg: :class:`src.metrics.suite.ImageMetrics` settings (lpips, fid, weights, required).
         split: the data split every run renders.
+        landmarks_fn: CSIM's landmark detector on ground-truth frames (see :func:`evaluate_folders`).
 
     Returns:
         One dict per run: {"run", "checkpoint", and the metric keys of evaluate_folders or "error"}.
@@ -99,6 +105,7 @@ def compare_checkpoints(
                 metrics_cfg=dict(metrics_cfg),
                 batch_size=batch_size,
                 device=device,
+                landmarks_fn=landmarks_fn,
             )  # fmt: skip
         )
         rows.append(row)
@@ -143,12 +150,13 @@ def compare_sweep(
     checkpoint: str = "last.ckpt",
     batch_size: int = 8,
     device: str = "cpu",
+    landmarks_fn: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Score every run of a multirun folder (:func:`find_runs`) with :func:`compare_checkpoints`, write the
     table into ``out_dir`` and log it. Used by ``evaluate.py sweep_dir=...`` and the ``CompareSweep``
     Hydra callback."""
     runs = find_runs(sweep_dir, checkpoint)
-    rows = compare_checkpoints(runs, out_dir, metrics_cfg, split, batch_size, device)
+    rows = compare_checkpoints(runs, out_dir, metrics_cfg, split, batch_size, device, landmarks_fn)
     log.info(
         "comparison of %d runs (%s):\n%s", len(rows), Path(out_dir) / "comparison.md", format_comparison(rows)
     )

@@ -1,8 +1,8 @@
 """Loss terms (small pure functions) and their weighted sum."""
 
 from src.losses.adversarial import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from src.losses.face_id import FaceIdentityLoss, ResNet50FaceNet, load_resnet50_face_weights
 from src.losses.geometry import erode_mask, image_laplacian, laplacian_normal_loss, normal_consistency
-from src.losses.identity import FaceIdentityNet, IdentityLoss, load_identity_weights
 from src.losses.idmrf import IDMRFLoss, idmrf_distance
 from src.losses.landmarks import landmark_loss
 from src.losses.mask import mask_mae
@@ -21,10 +21,10 @@ from src.losses.semantic import masked_l1, region_label_matrix, semantic_loss
 from src.losses.weighted import WeightedLoss
 
 __all__ = [
-    "FaceIdentityNet",
+    "FaceIdentityLoss",
     "IDMRFLoss",
-    "IdentityLoss",
     "PerceptualLoss",
+    "ResNet50FaceNet",
     "VGG16Features",
     "WeightedLoss",
     "build_vgg16_features",
@@ -39,7 +39,7 @@ __all__ = [
     "landmark_loss",
     "laplacian_normal_loss",
     "laplacian_smoothness",
-    "load_identity_weights",
+    "load_resnet50_face_weights",
     "mask_mae",
     "masked_l1",
     "mesh_edges",

@@ -21,7 +21,7 @@ class FrozenNetLoss(nn.Module):
         self.train(False)
 
     def features(
-        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, *net_args
     ) -> tuple[object, object]:
         """The network's outputs for both images, after an optional mask applied to both.
 
@@ -29,6 +29,7 @@ class FrozenNetLoss(nn.Module):
             pred: (N,3,H,W) images in [0,1] (gradients flow to them).
             target: (N,3,H,W) images in [0,1] (a constant unless it requires grad).
             mask: optional (N,1,H,W) weights in [0,1].
+            *net_args: further arguments of the network, the same for both images (e.g. landmarks).
 
         Returns:
             (net(pred), net(target)), in the network's dtype.
@@ -40,9 +41,9 @@ class FrozenNetLoss(nn.Module):
         if mask is not None:
             mask = mask.to(dtype)
             pred, target = pred * mask, target * mask
-        fp = self._net(pred)
+        fp = self._net(pred, *net_args)
         with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
-            ft = self._net(target)  # usually a constant: no activations kept for backward
+            ft = self._net(target, *net_args)  # usually a constant: no activations kept for backward
         return fp, ft
 
     @property

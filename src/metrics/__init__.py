@@ -1,11 +1,13 @@
-"""Image metrics: PSNR, SSIM, LPIPS (AlexNet v0.1) and FID, unmasked and masked, with real weights only.
+"""Image metrics: PSNR, SSIM, LPIPS (AlexNet v0.1), FID (unmasked and masked) and CSIM, real weights only.
 
 Public API:
-    :class:`ImageMetrics` (suite), :class:`LPIPS` / :class:`LPIPSMetric`, :func:`frechet_distance` /
-    :class:`FIDMetric`, :func:`resolve_lpips_alexnet` / :func:`resolve_inception` / :func:`describe` /
-    :class:`WeightsUnavailableError`, :func:`evaluate_folders` / :func:`write_table`.
+    :class:`ImageMetrics` (suite), :class:`CSIMMetric`, :class:`LPIPS` / :class:`LPIPSMetric`,
+    :func:`frechet_distance` / :class:`FIDMetric`, :func:`resolve_lpips_alexnet` /
+    :func:`resolve_inception` / :func:`describe` / :class:`WeightsUnavailableError`,
+    :func:`evaluate_folders` / :func:`write_table`.
 """
 
+from src.metrics.csim import CSIMMetric
 from src.metrics.evaluate_folder import evaluate_folders, format_table, write_table
 from src.metrics.fid import FIDMetric, frechet_distance
 from src.metrics.lpips import LPIPS, LPIPSMetric, LPIPSNet
@@ -18,6 +20,7 @@ from src.pretrained.weights import (
 )
 
 __all__ = [
+    "CSIMMetric",
     "FIDMetric",
     "ImageMetrics",
     "LPIPS",

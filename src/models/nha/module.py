@@ -344,7 +344,7 @@ class NHAAvatar(AvatarModule):
         with torch.no_grad():
             out = self(batch["index"])
         pred = out["image"].clamp(0, 1)
-        metrics.update(pred, batch["image"], batch.get("mask"))
+        metrics.update(pred, batch["image"], batch.get("mask"), batch.get("landmarks68"))
         bs = batch["index"].shape[0]
         if self.gt_vertices is not None:
             gt = self.gt_vertices[batch["index"].cpu()].to(pred.device)

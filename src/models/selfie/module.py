@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from src.losses import (
-    IdentityLoss,
+    FaceIdentityLoss,
     IDMRFLoss,
     WeightedLoss,
     d_logistic_loss,
@@ -45,7 +45,7 @@ class SelfieAvatar(AvatarModule):
             ``hidden_regions``.
         generator: :class:`SelfieGenerator` kwargs (size must equal the data's image side).
         discriminator: :class:`Discriminator` kwargs except size and in_channels.
-        loss: {"weights": {term: weight}, "mrf": IDMRFLoss kwargs, "identity": IdentityLoss kwargs}.
+        loss: {"weights": {term: weight}, "mrf": IDMRFLoss kwargs, "face_id": FaceIdentityLoss kwargs}.
         metrics: ImageMetrics settings.
         optimizer_g, optimizer_d: partial optimisers.
         r1: {"gamma": R1 weight, "every": lazy interval in steps}.
@@ -86,8 +86,8 @@ class SelfieAvatar(AvatarModule):
         if unknown:
             raise ValueError(f"loss.weights has unknown terms {sorted(unknown)}; known: {list(TERMS)}")
         self.mrf = IDMRFLoss(**dict(loss.get("mrf") or {})) if self.weights.get("mrf", 0) > 0 else None
-        self.identity_loss = (
-            IdentityLoss(**dict(loss.get("identity") or {})) if self.weights.get("cos", 0) > 0 else None
+        self.face_id_loss = (
+            FaceIdentityLoss(**dict(loss.get("face_id") or {})) if self.weights.get("cos", 0) > 0 else None
         )
         self.discriminator = None
         if self.weights.get("adv", 0) > 0:
@@ -201,7 +201,7 @@ class SelfieAvatar(AvatarModule):
             return self.mrf(out["mask"] * out["image"], fg * real)
 
         def cos() -> torch.Tensor:
-            return self.identity_loss(out["image"], real, fg)
+            return self.face_id_loss(out["image"], real, fg, batch.get("landmarks68"))
 
         def adv() -> torch.Tensor:
             return g_nonsaturating_loss(self.discriminator(self._d_input(out["image"], cond)))
@@ -269,7 +269,7 @@ class SelfieAvatar(AvatarModule):
         with torch.no_grad():
             out = self(batch["index"])
         pred = out["image"].clamp(0, 1)
-        metrics.update(pred, batch["image"], batch.get("mask"))
+        metrics.update(pred, batch["image"], batch.get("mask"), batch.get("landmarks68"))
         return {"pred": pred, "target": batch["image"], "render": out["render"]}
 
     def validation_step(self, batch, batch_idx):

@@ -1,20 +1,28 @@
-"""Face-identity loss L_cos: 1 - cosine similarity of ResNet50 face-recognition embeddings.
+"""Face-identity loss L_cos: 1 - cosine similarity of face-recognition embeddings of two images.
 
-The embedding is the 2048-d globally average-pooled output of a ResNet50 (classifier dropped). Real
-face-recognition weights are required; none ship with any package installable here, so the loss refuses
-to build (:class:`WeightsUnavailableError`) unless a weights file is configured. Accepted files:
+Two backbones (``network``):
 
-* a torch file (``.pth``/``.pt``) with a torchvision-layout ``resnet50`` state dict, optionally nested
-  under ``"state_dict"`` and/or with ``"module."`` prefixes (``fc.*`` keys are ignored);
-* the VGGFace2 pickle of cydonia999/VGGFace2-pytorch (``resnet50_ft_weight.pkl``, converted from the
-  authors' Caffe model): a pickle of {name: numpy array} in the same key layout.
+* ``"dlib"`` (default): dlib's 128-D face descriptor ResNet (:class:`src.pretrained.dlib_face.DlibFaceNet`,
+  weights read from the ``face_recognition_models`` package's ``.dat``). Inputs are aligned like dlib's
+  ``get_face_chip(img, shape, 150, 0.25)`` on 68 (iBUG) or 5 (dlib) landmarks, differentiably
+  (:func:`src.pretrained.face_align.align_face_chips`); both images use the *same* landmarks (the ground
+  truth's), so the prediction is compared where the real face is. Without landmarks the chip is a fixed
+  crop: the centred square of side ``crop`` x min(H, W), resized to 150x150 (the data are head crops).
+* ``"vggface2"``: the 2048-d globally average-pooled output of a ResNet50 (classifier dropped). Weights
+  are required and none ship with any package installable here, so this refuses to build
+  (:class:`WeightsUnavailableError`) unless a file is configured. Accepted files:
 
-The Caffe-converted VGGFace2 network differs from torchvision's resnet50 in two places that change the
-features but not the parameter layout: the stride-2 of each stage's first bottleneck sits in its 1x1
-``conv1`` (torchvision: the 3x3 ``conv2``), and the stem max pool has no padding and rounds up
-(``ceil_mode``). ``arch="caffe"`` reproduces that; it is the default with ``preprocess="vggface2"``.
-Its input is 224x224 BGR in 0..255 with the per-channel mean (B,G,R) = (91.4953, 103.8827, 131.0912)
-subtracted, i.e. (R,G,B) = (131.0912, 103.8827, 91.4953), and no division.
+  - a torch file (``.pth``/``.pt``) with a torchvision-layout ``resnet50`` state dict, optionally nested
+    under ``"state_dict"`` and/or with ``"module."`` prefixes (``fc.*`` keys are ignored);
+  - the VGGFace2 pickle of cydonia999/VGGFace2-pytorch (``resnet50_ft_weight.pkl``, converted from the
+    authors' Caffe model): a pickle of {name: numpy array} in the same key layout.
+
+  The Caffe-converted VGGFace2 network differs from torchvision's resnet50 in two places that change the
+  features but not the parameter layout: the stride-2 of each stage's first bottleneck sits in its 1x1
+  ``conv1`` (torchvision: the 3x3 ``conv2``), and the stem max pool has no padding and rounds up
+  (``ceil_mode``). ``arch="caffe"`` reproduces that; it is the default with ``preprocess="vggface2"``.
+  Its input is 224x224 BGR in 0..255 with the per-channel mean (B,G,R) = (91.4953, 103.8827, 131.0912)
+  subtracted, i.e. (R,G,B) = (131.0912, 103.8827, 91.4953), and no division.
 """
 
 from __future__ import annotations
@@ -31,11 +39,13 @@ from torch import nn
 
 from src.losses.frozen import FrozenNetLoss
 from src.losses.perceptual import IMAGENET_MEAN, IMAGENET_STD
+from src.pretrained.dlib_face import DlibFaceEmbedder
 from src.pretrained.weights import WeightsUnavailableError
 
 VGGFACE2_MEAN_RGB = (131.0912, 103.8827, 91.4953)  # 0..255 scale; the network sees BGR order
 PREPROCESS = ("vggface2", "imagenet")
 ARCHS = ("caffe", "torchvision")
+NETWORKS = ("dlib", "vggface2")
 
 
 def _resnet50_trunk(arch: str) -> nn.Module:
@@ -79,7 +89,7 @@ def _read_file(p: Path) -> dict:
     return obj
 
 
-def load_identity_weights(path: str | Path) -> dict[str, torch.Tensor]:
+def load_resnet50_face_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """Read ResNet50 face-recognition weights into a classifier-free torchvision-layout state dict.
 
     Args:
@@ -117,7 +127,7 @@ def load_identity_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return {k: sd[k].float().contiguous() for k in expected}
 
 
-class FaceIdentityNet(nn.Module):
+class ResNet50FaceNet(nn.Module):
     """ResNet50 mapping (N,3,H,W) RGB images in [0,1] to (N,2048) identity embeddings.
 
     Preprocessing: bilinear resize (antialias off) to ``input_size`` when needed, then
@@ -173,28 +183,33 @@ class FaceIdentityNet(nn.Module):
         return self.net(self.normalise(x))
 
 
-class IdentityLoss(FrozenNetLoss):
-    """L_cos: mean over the batch of 1 - cos(f(pred * mask), f(target * mask)), f = ResNet50 embedding.
+class FaceIdentityLoss(FrozenNetLoss):
+    """L_cos: mean over the batch of 1 - cos(f(pred * mask), f(target * mask)), f a face-recognition net.
 
     The network is frozen, always in eval mode and not part of ``parameters()`` / ``state_dict()`` (a plain
     attribute moved along by ``_apply``, as in :class:`src.losses.perceptual.PerceptualLoss`); gradients
-    flow to the inputs.
+    flow to the inputs (through the alignment too).
 
     Args:
-        weights: ResNet50 face-recognition weights (see :func:`load_identity_weights`). Required.
-        preprocess: "vggface2" (for VGGFace2 weights) or "imagenet".
-        input_size: network input side; images are resized (bilinear, antialias off).
-        mean: optional RGB normalisation mean (see :class:`FaceIdentityNet`).
-        std: optional RGB normalisation std.
-        arch: "caffe" | "torchvision" | None (see :class:`FaceIdentityNet`).
+        network: "dlib" (default; dlib's face descriptor, aligned on landmarks) or "vggface2" (ResNet50).
+        weights: dlib: a ``.dat`` file or None (the installed package's); vggface2: ResNet50
+            face-recognition weights (see :func:`load_resnet50_face_weights`), required.
+        crop: dlib without landmarks: centred square side as a fraction of min(H, W).
+        preprocess: vggface2 only: "vggface2" (for VGGFace2 weights) or "imagenet".
+        input_size: vggface2 only: network input side; images are resized (bilinear, antialias off).
+        mean: vggface2 only: optional RGB normalisation mean (see :class:`ResNet50FaceNet`).
+        std: vggface2 only: optional RGB normalisation std.
+        arch: vggface2 only: "caffe" | "torchvision" | None (see :class:`ResNet50FaceNet`).
 
     Raises:
-        WeightsUnavailableError: ``weights`` is None, not a file, or not usable.
+        WeightsUnavailableError: weights missing or unusable (the message says what to set).
     """
 
     def __init__(
         self,
-        weights: str | Path | None,
+        network: str = "dlib",
+        weights: str | Path | None = None,
+        crop: float = 1.0,
         preprocess: str = "vggface2",
         input_size: int = 224,
         mean: Sequence[float] | None = None,
@@ -202,20 +217,32 @@ class IdentityLoss(FrozenNetLoss):
         arch: str | None = None,
     ) -> None:
         super().__init__()
+        if network not in NETWORKS:
+            raise ValueError(f"loss.face_id.network must be one of {NETWORKS}, got {network!r}")
+        self.network = network
+        if network == "dlib":
+            net = DlibFaceEmbedder(weights, crop)
+            self.hold(net)
+            self.source = f"{net.net.origin} (dlib face descriptor ResNet, 150 px dlib-aligned chips)"
+            return
         if weights is None or not Path(weights).expanduser().is_file():
             where = "is not set" if weights is None else f"file not found: {weights}"
             raise WeightsUnavailableError(
-                f"L_cos needs ResNet50 face-recognition weights ({where}): set "
-                "loss.identity.weights=/path/to/resnet50_ft_weight.pkl (VGGFace2) or set the cos weight "
-                "to 0 in the experiment config"
+                f"L_cos with network=vggface2 needs ResNet50 face-recognition weights ({where}): set "
+                "loss.face_id.weights=/path/to/resnet50_ft_weight.pkl (VGGFace2), or use "
+                "loss.face_id.network=dlib, or set loss.weights.cos=0"
             )
-        net = FaceIdentityNet(preprocess, input_size, mean, std, arch)
-        net.net.load_state_dict(load_identity_weights(weights), strict=False)  # keys checked above
+        net = ResNet50FaceNet(preprocess, input_size, mean, std, arch)
+        net.net.load_state_dict(load_resnet50_face_weights(weights), strict=False)  # keys checked above
         self.hold(net)
         self.source = f"{Path(weights).expanduser()} ({net.arch} ResNet50, {preprocess} input)"
 
     def forward(
-        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        landmarks: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Identity loss.
 
@@ -223,9 +250,13 @@ class IdentityLoss(FrozenNetLoss):
             pred: (N,3,H,W) images in [0,1].
             target: (N,3,H,W) images in [0,1].
             mask: optional (N,1,H,W) weights applied to both images first.
+            landmarks: dlib only: optional (N,68,2) or (N,5,2) landmarks of the target's face (pixels,
+                the project's corner-origin convention), used to align both images; None = the fixed
+                centred crop.
 
         Returns:
             () scalar in [0, 2]; ~0 for identical inputs.
         """
-        fp, ft = self.features(pred, target, mask)
+        extra = (landmarks,) if self.network == "dlib" else ()
+        fp, ft = self.features(pred, target, mask, *extra)
         return (1.0 - F.cosine_similarity(fp, ft, dim=1, eps=1e-8)).mean()
