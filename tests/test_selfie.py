@@ -123,12 +123,16 @@ def test_cos_term_refuses_without_weights(subject32, tmp_path):
 
 
 def test_train_checkpoint_reenact_and_resume(subject32, tmp_path):
-    """Two epochs with validation, a checkpoint that evaluate/reenact load, and a resumed third epoch."""
+    """Two epochs with validation, a checkpoint that evaluate/reenact load, and a resumed third epoch.
+
+    ``model.generator.size=null``: the generator takes the data's image side (from the subject at attach,
+    from the checkpoint's image size when loaded)."""
     from src.models.loading import geometry_scores, load_avatar
 
     extra = [
         "experiment=selfie_synthetic", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1",
         "callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=false", "model.r1.every=2",
+        "model.generator.size=null",
     ]  # fmt: skip
     overrides = selfie_overrides(subject32, tmp_path, extra)
     metrics = train(compose_train(overrides, output_dir=tmp_path))
@@ -139,6 +143,7 @@ def test_train_checkpoint_reenact_and_resume(subject32, tmp_path):
     assert not list(ckpt.parent.glob(".*.tmp"))
     model, _ = load_avatar(ckpt)
     assert int(model.g_steps) == 2 * 3  # 6 training frames, batch 2, 2 epochs
+    assert model.generator.size == 32 and model.hparams.generator["size"] is None
     img = model.predict_frames(torch.tensor([0, 9]))
     assert img.shape == (2, 3, 32, 32) and img.min() >= 0 and img.max() <= 1
     sd = model.state_dict()

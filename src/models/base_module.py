@@ -21,6 +21,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader
 
 from src.core.outputs import Batch, Out
 from src.core.subject import SubjectData
@@ -168,7 +169,10 @@ class AvatarModule(AvatarMixin, pl.LightningModule):
         return self._eval_step(batch, "test", self.test_scores)
 
     def on_test_start(self) -> None:
-        self.prepare_split("test", self.trainer.test_dataloaders)
+        loader = self.trainer.test_dataloaders
+        if isinstance(loader, DataLoader):  # every test frame in order, not just this process's shard
+            loader = DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=False)
+        self.prepare_split("test", loader)
 
     def _log_scores(self, split: str, scores: SplitScores) -> None:
         values = scores.compute()

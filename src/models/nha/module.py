@@ -83,6 +83,13 @@ class NHAAvatar(AvatarModule):
         self.heldout = HeldoutFit.from_config(heldout_fit)
 
     # ---------------------------------------------------------------- parameters
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        sd = checkpoint["state_dict"]
+        for k in TABLE_KEYS:  # checkpoints written before the tables had their own module
+            if k in sd and f"tables.{k}" not in sd:
+                sd[f"tables.{k}"] = sd.pop(k)
+        super().on_load_checkpoint(checkpoint)
+
     def on_frames_ready(self, state_dict: Tensors | None = None) -> None:
         """Create the learnable per-frame tables (see :class:`FrameTables`)."""
         self.tables.build(self.frames, self.hparams.init_noise, self.hparams.seed, state_dict, "tables.")
