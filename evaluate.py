@@ -8,8 +8,12 @@ Usage::
     python evaluate.py sweep_dir=logs/train/multiruns/<time>   # one comparison table over a multirun
 
 With ``ckpt_path`` the avatar renders the held-out frames of the subject it was trained on (its data
-config travels in the checkpoint); they are written to ``out_dir/{pred,gt,mask}`` and scored, and where
-the subject has ground-truth geometry the mean and Hausdorff vertex distances (face region, mm) are added.
+config travels in the checkpoint) and scores them exactly as the training run's test loop does: the same
+step (``AvatarModule.score_batch``, held-out fit included) and the same metric objects, on the float
+predictions (see :mod:`src.models.scoring`), so one checkpoint gets one set of numbers. Where the subject
+has ground-truth geometry the mean and Hausdorff vertex distances (face region, mm) are added. The frames
+are also written to ``out_dir/{pred,gt,mask}`` as 8-bit PNGs; scoring those folders (``pred_dir=...``)
+differs from the checkpoint's scores by the 8-bit rounding of the predictions only.
 
 Results go to ``out_dir`` (default: the hydra run dir ``logs/evaluate/runs/<timestamp>``) as ``metrics.md``
 and ``metrics.json``; the table is also printed. See :mod:`src.metrics.suite` for the metric definitions.
@@ -29,7 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.evaluation.compare import compare_sweep, format_comparison
 from src.metrics import evaluate_folders, format_table, write_table
-from src.models.loading import geometry_scores, load_avatar, render_split
+from src.models.loading import load_avatar, split_loader
+from src.models.scoring import score_split
 from src.preprocess.landmarks import (
     MediapipeMesh,
     make_landmarks68,
@@ -76,33 +81,36 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("sweep_dir"):
         return run_sweep(cfg)
     pred_dir, gt_dir, mask_dir = cfg.get("pred_dir"), cfg.get("gt_dir"), cfg.get("mask_dir")
-    geometry = None
+    metrics_cfg = OmegaConf.to_container(cfg.metrics, resolve=True)
     if cfg.get("ckpt_path"):
-        model, dm = load_avatar(to_absolute_path(cfg.ckpt_path), cfg.get("data_overrides"))
-        dirs = render_split(
-            model, dm, cfg.split, to_absolute_path(cfg.out_dir), int(cfg.get("batch_size", 8))
-        )
-        pred_dir, gt_dir, mask_dir = dirs["pred"], dirs["gt"], dirs["mask"]
-        geometry = geometry_scores(model, dm, cfg.split)
+        results = score_checkpoint(cfg, metrics_cfg)
     elif not pred_dir or not gt_dir:
         raise ValueError(
             "give pred_dir=... and gt_dir=... (folders of frames), or ckpt_path=... (a trained avatar)"
         )
-    results = evaluate_folders(
-        to_absolute_path(str(pred_dir)),
-        to_absolute_path(str(gt_dir)),
-        to_absolute_path(str(mask_dir)) if mask_dir else None,
-        metrics_cfg=OmegaConf.to_container(cfg.metrics, resolve=True),
-        batch_size=int(cfg.get("batch_size", 8)),
-        device=cfg.get("device", "cpu"),
-        landmarks_fn=_landmarks_fn(cfg),
-    )
-    if geometry:
-        results.update(geometry)
+    else:
+        results = evaluate_folders(
+            to_absolute_path(str(pred_dir)),
+            to_absolute_path(str(gt_dir)),
+            to_absolute_path(str(mask_dir)) if mask_dir else None,
+            metrics_cfg=metrics_cfg,
+            batch_size=int(cfg.get("batch_size", 8)),
+            device=cfg.get("device", "cpu"),
+            landmarks_fn=_landmarks_fn(cfg),
+        )
     md_path, json_path = write_table(results, to_absolute_path(cfg.out_dir))
     print(format_table(results))
     print(f"written: {md_path} {json_path}")
     return results
+
+
+def score_checkpoint(cfg: DictConfig, metrics_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Score ``cfg.ckpt_path`` on ``cfg.split`` as its test loop does; frames go to ``out_dir`` as PNGs."""
+    model, dm = load_avatar(
+        to_absolute_path(cfg.ckpt_path), cfg.get("data_overrides"), map_location=cfg.get("device", "cpu")
+    )
+    batches = split_loader(dm, cfg.split, int(cfg.get("batch_size", 8)))
+    return score_split(model, batches, cfg.split, metrics_cfg, out_dir=to_absolute_path(cfg.out_dir))
 
 
 def run_sweep(cfg: DictConfig) -> dict[str, Any]:

@@ -7,13 +7,49 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 import src  # noqa: F401  (torchvision shim before Lightning)
+from src.core.subject import SubjectData
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from src.utils.io import write_json
 
 log = logging.getLogger(__name__)
+
+
+def prepare_subject(datamodule) -> SubjectData:
+    """Prepare the data module's subject (render, preprocess, track: cached) and describe it to the model.
+
+    Several processes (Lightning's ddp re-runs this script per device; several nodes) may start on the same
+    uncached subject: a file lock beside the subject folder lets one prepare it while the others wait and
+    then find it cached.
+    """
+    root = Path(datamodule.root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root.parent / f".{root.name}.lock")):
+        datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule.subject()
+
+
+def test_checkpoint(cfg: DictConfig, trainer) -> str | None:
+    """The checkpoint the test loop scores (None: the weights in memory).
+
+    After training, ``test_ckpt: last`` (default) scores the final weights, the state ``last.ckpt`` holds and
+    evaluate.py/reenact.py/export load, so the run's ``test/*`` numbers and evaluate.py's agree;
+    ``test_ckpt: best`` scores the monitored best epoch (``callbacks.model_checkpoint``), or the final
+    weights when nothing is monitored. Without training, ``ckpt_path`` is scored.
+    """
+    if not cfg.get("train"):
+        return cfg.get("ckpt_path")
+    choice = cfg.get("test_ckpt", "last")
+    if choice not in ("last", "best"):
+        raise ValueError(f"test_ckpt={choice!r}; use last (the final weights) or best (the monitored best)")
+    ckpt_cb = getattr(trainer, "checkpoint_callback", None)
+    if choice == "best" and ckpt_cb is not None and ckpt_cb.best_model_path:
+        return ckpt_cb.best_model_path
+    return None
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -33,18 +69,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    datamodule.trainer = trainer  # as fit would (per-device batch size, loggers for data preparation)
+    model.attach(prepare_subject(datamodule), data_config=datamodule.config())
 
     if cfg.get("train"):
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test"):
-        ckpt = None
-        ckpt_cb = getattr(trainer, "checkpoint_callback", None)
-        if cfg.get("train") and ckpt_cb is not None and ckpt_cb.best_model_path:
-            ckpt = ckpt_cb.best_model_path
-        elif not cfg.get("train"):
-            ckpt = cfg.get("ckpt_path")
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=test_checkpoint(cfg, trainer))
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     return metrics
 

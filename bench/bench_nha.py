@@ -22,6 +22,8 @@ import hydra
 import torch
 
 from bench.bench_render import max_rss_mb, timed, write_json_atomic
+from src.core.outputs import Batch, Out
+from src.core.subject import SubjectData
 from src.render import intrinsics_from_fov, look_at
 from tests.helpers import compose_train
 
@@ -46,9 +48,8 @@ def build(size: int, n_frames: int, device: torch.device, headmodel: str = "ict"
         "R": R[0],
         "t": t[0],
     }
-    model.frames.load(params)
-    model.on_frames_ready()
-    model.image_size = (size, size)
+    splits = {"train": range(n_frames), "val": [], "test": []}
+    model.attach(SubjectData(params=params, image_size=(size, size), splits=splits))
     return model.to(device)
 
 
@@ -60,19 +61,18 @@ def bench_size(
     with torch.no_grad():
         ref = model(idx)
     batch_data = {
-        "index": idx,
-        "image": ref["image"].detach().flip(-1),
-        "mask": ref["alpha"].detach(),
-        "normals": ref["normals"].detach(),
-        "segmentation": torch.ones(batch, size, size, dtype=torch.long, device=device),
-        "landmarks68": torch.full((batch, 68, 2), size / 2.0, device=device),
+        Batch.INDEX: idx,
+        Batch.IMAGE: ref[Out.IMAGE].detach().flip(-1),
+        Batch.MASK: ref[Out.COVERAGE].detach(),
+        Batch.NORMALS: ref[Out.NORMALS].detach(),
+        Batch.SEGMENTATION: torch.ones(batch, size, size, dtype=torch.long, device=device),
+        Batch.LANDMARKS68: torch.full((batch, 68, 2), size / 2.0, device=device),
     }
-    weights = {**model.base_weights, **model.stages[-1].loss}
+    weights = {**model.loss_fn.base_weights, **model.stages[-1].loss}
 
     def train_step():
-        need_soft = weights.get("silhouette", 0) > 0
-        out = model(idx, soft_alpha=need_soft)
-        total, _ = model._loss(batch_data, out, weights)
+        out = model(idx, soft_alpha=model.loss_fn.needs_soft_alpha(weights))
+        total, _ = model.loss_fn(batch_data, out, model.frame_state(idx), weights)
         model.zero_grad(set_to_none=True)
         total.backward()
 

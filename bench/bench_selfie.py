@@ -26,6 +26,8 @@ import hydra
 import torch
 
 from bench.bench_render import max_rss_mb, timed, write_json_atomic
+from src.core.outputs import Batch, Out
+from src.core.subject import SubjectData
 from src.render import intrinsics_from_fov, look_at
 from tests.helpers import compose_train
 
@@ -42,15 +44,16 @@ def build(size: int, n_frames: int, device: torch.device, overrides: list[str]):
     hm = model.headmodel
     g = torch.Generator().manual_seed(0)
     R, t = look_at(torch.tensor([[0.0, 0.0, 0.72]]), torch.zeros(1, 3))
-    model.frames.load({
+    params = {
         "identity": torch.zeros(hm.n_identity),
         "expression": 0.3 * torch.rand(n_frames, hm.n_expression, generator=g),
         "rotation": 0.2 * torch.randn(n_frames, 3, generator=g),
         "translation": torch.zeros(n_frames, 3),
         "joint_pose": torch.zeros(n_frames, 0),
         "K": intrinsics_from_fov(24.0, size, size)[0], "R": R[0], "t": t[0],
-    })  # fmt: skip
-    model.image_size = (size, size)
+    }  # fmt: skip
+    splits = {"train": range(n_frames), "val": [], "test": []}
+    model.attach(SubjectData(params=params, image_size=(size, size), splits=splits))
     return model.to(device)
 
 
@@ -83,9 +86,9 @@ def bench_size(size: int, batch: int, device: torch.device, warmup: int, repeats
         model.manual_backward = lambda loss: loss.backward()
         model.log = model.log_dict = lambda *a, **k: None
         with torch.no_grad():
-            target = model(idx)["image"].clamp(0, 1).flip(-1)
+            target = model(idx)[Out.IMAGE].clamp(0, 1).flip(-1)
         cond = model.conditioning(idx)
-        batch_data = {"index": idx, "image": target, "mask": cond["mask"]}
+        batch_data = {Batch.INDEX: idx, Batch.IMAGE: target, Batch.MASK: cond[Out.CONDITION_MASK]}
         res["train_batch"] = batch
         res["train_step_ms"], _ = timed(lambda: model.training_step(batch_data, 0), device, warmup, repeats)
         for term in ("l1", "mrf", "adv"):

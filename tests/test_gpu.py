@@ -37,7 +37,7 @@ def test_fast_dev_run_on_gpu(tiny_subject, tmp_path):
 
 def test_selfie_generator_cuda_matches_cpu():
     from src.models.selfie.avatar_net import SelfieGenerator
-    from src.models.selfie.module import split_conditioning
+    from src.models.selfie.conditioning import split_conditioning
 
     torch.manual_seed(0)
     g = SelfieGenerator(64, 32, {"size": 32, "channels": 4, "channel_base": 256}, {"size": 16, "channels": 2},

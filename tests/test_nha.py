@@ -83,17 +83,33 @@ def test_stages_schedule_and_errors():
 
 
 def test_nha_trains_each_stage_and_checkpoint_renders(tiny_subject, tmp_path):
+    """Two stages, a checkpoint that renders, bakes and gives geometry; and one checkpoint, one score: the
+    run's test loop and evaluate.py on its last.ckpt agree (held-out fit included) within 1e-3."""
     extra = [
         "experiment=nha_synthetic", "logger=csv", "callbacks.rich_progress_bar=null", "trainer.max_epochs=2",
         "model.stages.texture.epochs=1", "model.stages.joint.epochs=1", "trainer.check_val_every_n_epoch=1",
-        "model.init_noise.rotation_deg=1.0",
+        "model.init_noise.rotation_deg=1.0", "model.heldout_fit.steps=2",
     ]  # fmt: skip
     cfg = compose_train(_overrides(tiny_subject, tmp_path, extra), output_dir=tmp_path)
     metrics = train(cfg)
     assert metrics["train/stage_index"] == 1.0  # the second stage ran
+    from evaluate import run as evaluate_run
+
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    ecfg = compose_train(
+        [f"ckpt_path={ckpt}", f"out_dir={tmp_path / 'eval'}", "metrics.fid=false"],
+        output_dir=tmp_path / "eval",
+        config_name="evaluate",
+    )
+    results = evaluate_run(ecfg)
+    shared = [k for k in results if f"test/{k}" in metrics]
+    assert {"psnr", "ssim", "psnr_masked", "geometry_mean_mm", "geometry_aligned_mean_mm"} <= set(shared)
+    for k in shared:
+        assert abs(results[k] - metrics[f"test/{k}"]) < 1e-3, (k, results[k], metrics[f"test/{k}"])
+    assert len(list((tmp_path / "eval" / "pred").glob("*.png"))) == 2  # the PNGs are a by-product
     from src.models.loading import load_avatar
 
-    model, dm = load_avatar(tmp_path / "checkpoints" / "last.ckpt")
+    model, _ = load_avatar(tmp_path / "checkpoints" / "last.ckpt")
     img = model.predict_frames(torch.tensor([0, 11]))
     assert img.shape == (2, 3, 48, 48) and img.min() >= 0 and img.max() <= 1
     tex = model.bake_texture(64)
@@ -102,7 +118,7 @@ def test_nha_trains_each_stage_and_checkpoint_renders(tiny_subject, tmp_path):
     assert verts.shape == (1, 26719, 3)
     from src.models.loading import geometry_scores
 
-    geo = geometry_scores(model, dm, "test")  # against ground_truth/vertices.npy, face region
+    geo = geometry_scores(model, "test")  # against ground_truth/vertices.npy, face region
     assert 0 < geo["geometry_mean_mm"] < 5 and geo["geometry_hausdorff_mm"] >= geo["geometry_mean_mm"]
     assert 0 < geo["geometry_aligned_mean_mm"] < 5
 
@@ -122,20 +138,18 @@ def test_noisy_start_priors_pull_towards_the_start_not_the_truth(tiny_subject, t
     )
     dm = hydra.utils.instantiate(cfg.data, _recursive_=False)
     dm.prepare_data()
-    dm.setup("fit")
 
     model = hydra.utils.instantiate(cfg.model)
-    model.frames.load(dm.params())
-    model.on_frames_ready()
-    truth = model.frames
-    assert (model.identity - truth.identity).abs().mean() > 0.1  # identity noise 0.3
+    model.attach(dm.subject())
+    truth, tables = model.frames, model.tables
+    assert (tables.identity - truth.identity).abs().mean() > 0.1  # identity noise 0.3
     for k in ("identity", "expression", "rotation", "translation"):
-        torch.testing.assert_close(getattr(model, f"prior_{k}"), getattr(model, k).detach())
+        torch.testing.assert_close(tables.prior(k), getattr(tables, k).detach())
     assert [s.name for s in model.stages] == ["geometry", "texture", "joint"]
     restored = hydra.utils.instantiate(cfg.model)  # as a checkpoint load builds it: no frames yet
     restored.on_load_checkpoint({"state_dict": model.state_dict()})
     for k in ("identity", "expression", "rotation", "translation"):
-        torch.testing.assert_close(getattr(restored, f"prior_{k}"), getattr(model, f"prior_{k}"))
+        torch.testing.assert_close(restored.tables.prior(k), tables.prior(k))
     # its first stage (the one fast_dev_run trains) fits geometry without the photometric term
     metrics = train(cfg)
     assert "train/landmarks" in metrics and "train/silhouette" in metrics and "train/rgb_l1" not in metrics

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from src.core.outputs import Out
 from src.models.selfie.avatar_net import SelfieGenerator, ema_beta, ema_update
-from src.models.selfie.conditioning import HeadConditioner
+from src.models.selfie.conditioning import HeadConditioner, split_conditioning
 from src.render import MeshRenderer
 from tests.helpers import CONF_DIR, compose_train, synthetic_config
 from train import train
@@ -58,12 +59,12 @@ def test_conditioning_images(ict_model):
     cams = Cameras(intrinsics_from_fov(24.0, 32, 32).expand(b, 3, 3), R, t, (32, 32))
     zeros = torch.zeros(b, 3)
     out = cond(torch.zeros(ict_model.n_identity), torch.zeros(b, ict_model.n_expression), zeros, zeros, cams)
-    assert out["cond"].shape == (b, HeadConditioner.channels, 32, 32)
-    m = out["mask"]
+    assert out[Out.CONDITION_STACK].shape == (b, HeadConditioner.channels, 32, 32)
+    m, render, uv = out[Out.CONDITION_MASK], out[Out.CONDITION], out[Out.CONDITION_UV]
     assert 0.1 < m.mean() < 0.9  # the head covers part of the image
-    off = m.expand_as(out["render"]) == 0
-    assert (out["render"][off] == 0).all() and (out["uv"][m.expand_as(out["uv"]) == 0] == 0).all()
-    assert out["uv"].max() <= 1 and out["render"].max() <= 1 and out["render"][~off].mean() > 0.2
+    off = m.expand_as(render) == 0
+    assert (render[off] == 0).all() and (uv[m.expand_as(uv) == 0] == 0).all()
+    assert uv.max() <= 1 and render.max() <= 1 and render[~off].mean() > 0.2
 
 
 def test_generator_shapes_fixed_latents_and_gradients():
@@ -72,19 +73,17 @@ def test_generator_shapes_fixed_latents_and_gradients():
         style={"channel_base": 512, "channel_max": 32, "min_size": 4}, seed=3,
     )  # fmt: skip
     cond = torch.rand(2, HeadConditioner.channels, 32, 32)
-    from src.models.selfie.module import split_conditioning
-
     out = g(split_conditioning(cond), randomize_noise=False)
-    assert out["image"].shape == (2, 3, 32, 32) and out["mask"].shape == (2, 1, 32, 32)
-    assert ((out["mask"] > 0) & (out["mask"] < 1)).all()
+    assert out[Out.IMAGE].shape == (2, 3, 32, 32) and out[Out.MATTE].shape == (2, 1, 32, 32)
+    assert ((out[Out.MATTE] > 0) & (out[Out.MATTE] < 1)).all()
     again = g(split_conditioning(cond), randomize_noise=False)
-    assert torch.equal(out["image"], again["image"])  # inference is deterministic
+    assert torch.equal(out[Out.IMAGE], again[Out.IMAGE])  # inference is deterministic
     g2 = SelfieGenerator(
         32, 32, {"size": 32, "channels": 4, "channel_base": 256}, {"size": 16, "channels": 2},
         {"channel_base": 512, "channel_max": 32, "min_size": 4}, seed=3,
     )  # fmt: skip
     assert torch.equal(g.z, g2.z)  # the subject's latents come from the seed
-    (out["image"].sum() + out["mask"].sum()).backward()
+    (out[Out.IMAGE].sum() + out[Out.MATTE].sum()).backward()
     assert all(p.grad is not None for p in g.parameters())
     with pytest.raises(ValueError, match="generator makes 32x32"):
         g(split_conditioning(torch.rand(1, 6, 16, 16)))
@@ -118,12 +117,16 @@ def test_cos_term_refuses_without_weights(subject32, tmp_path):
 
 
 def test_train_checkpoint_reenact_and_resume(subject32, tmp_path):
-    """Two epochs with validation, a checkpoint that evaluate/reenact load, and a resumed third epoch."""
+    """Two epochs with validation, a checkpoint that evaluate/reenact load, and a resumed third epoch.
+
+    ``model.generator.size=null``: the generator takes the data's image side (from the subject at attach,
+    from the checkpoint's image size when loaded)."""
     from src.models.loading import geometry_scores, load_avatar
 
     extra = [
         "experiment=selfie_synthetic", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1",
         "callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=false", "model.r1.every=2",
+        "model.generator.size=null",
     ]  # fmt: skip
     overrides = selfie_overrides(subject32, tmp_path, extra)
     metrics = train(compose_train(overrides, output_dir=tmp_path))
@@ -132,8 +135,9 @@ def test_train_checkpoint_reenact_and_resume(subject32, tmp_path):
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1  # last.ckpt is the last epoch, improved or not
     assert not list(ckpt.parent.glob(".*.tmp"))
-    model, dm = load_avatar(ckpt)
+    model, _ = load_avatar(ckpt)
     assert int(model.g_steps) == 2 * 3  # 6 training frames, batch 2, 2 epochs
+    assert model.generator.size == 32 and model.hparams.generator["size"] is None
     img = model.predict_frames(torch.tensor([0, 9]))
     assert img.shape == (2, 3, 32, 32) and img.min() >= 0 and img.max() <= 1
     sd = model.state_dict()
@@ -152,7 +156,7 @@ def test_train_checkpoint_reenact_and_resume(subject32, tmp_path):
             Path(info["video"]).stat().st_size > 0
             and len(list((out / "frames").glob("*.png"))) == info["n_frames"]
         )
-    assert geometry_scores(model, dm, "test") is None  # no geometry of its own to score
+    assert geometry_scores(model, "test") is None  # no geometry of its own to score
     with pytest.raises(NotImplementedError, match="mesh avatar"):
         model.bake_texture(16)
     resumed = tmp_path / "resumed"  # same data, a new run folder, resumed from the checkpoint

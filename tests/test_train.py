@@ -74,7 +74,7 @@ def test_evaluate_checkpoint(tiny_subject, tmp_path):
         ),
         output_dir=tmp_path,
     )
-    train(cfg)
+    metrics = train(cfg)
     ecfg = compose_train(
         [
             f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}",
@@ -88,6 +88,8 @@ def test_evaluate_checkpoint(tiny_subject, tmp_path):
     assert sorted(p.name for p in (tmp_path / "eval" / "pred").glob("*.png")) == ["000010.png", "000011.png"]
     for key in ("psnr", "ssim", "lpips", "fid", "psnr_masked", "lpips_masked"):
         assert key in results, key
+    for key in ("psnr", "ssim", "lpips", "psnr_masked"):  # the run's test loop scored the same weights
+        assert abs(results[key] - metrics[f"test/{key}"]) < 1e-3, key
     assert (tmp_path / "eval" / "metrics.md").exists() and (tmp_path / "eval" / "metrics.json").exists()
 
 

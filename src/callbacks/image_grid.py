@@ -9,6 +9,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from src.core.outputs import Batch, Out
 from src.utils.io import to_uint8, write_png
 
 
@@ -31,9 +32,10 @@ def make_grid(rows: list[torch.Tensor], max_images: int) -> np.ndarray:
 class ImageGridCallback(pl.Callback):
     """Each validation epoch: prediction | ground truth | 4x abs error | normals | mesh overlay.
 
-    Expects ``validation_step`` to return a dict with ``pred`` and ``target`` (B,3,H,W) and optionally
-    ``normals`` (B,3,H,W) in [-1,1] (mesh avatars) or ``render`` (B,3,H,W) in [0,1], the head-model render
-    an image avatar is conditioned on (shown with an overlay on the ground truth too). Writes
+    Reads the outputs ``validation_step`` returns (keys of :class:`src.core.outputs.Out`): ``Out.IMAGE``
+    (B,3,H,W) the prediction in [0,1], and optionally ``Out.NORMALS`` (B,3,H,W) in [-1,1] (mesh avatars) or
+    ``Out.CONDITION`` (B,3,H,W) in [0,1], the head-model render an image avatar is conditioned on (shown
+    with an overlay on the ground truth too); the ground truth is the batch's ``Batch.IMAGE``. Writes
     ``<log dir>/images/val_epoch_XXX.png`` and, for loggers with ``log_image`` (wandb), logs it as
     ``val/images``.
     """
@@ -48,19 +50,20 @@ class ImageGridCallback(pl.Callback):
         if (
             batch_idx != 0
             or not isinstance(outputs, dict)
-            or "pred" not in outputs
+            or Out.IMAGE not in outputs
             or trainer.sanity_checking
         ):
             return
-        pred, target = outputs["pred"].float(), outputs["target"].float()
+        pred, target = outputs[Out.IMAGE].float(), batch[Batch.IMAGE].float()
         rows = [pred, target, ((pred - target).abs() * 4).clamp(0, 1)]
-        if "normals" in outputs:
-            fg = (outputs["normals"].abs().sum(1, keepdim=True) > 0).float()
-            shaded = (outputs["normals"].float() + 1) / 2 * fg
+        if Out.NORMALS in outputs:
+            normals = outputs[Out.NORMALS].float()
+            fg = (normals.abs().sum(1, keepdim=True) > 0).float()
+            shaded = (normals + 1) / 2 * fg
             rows.append(shaded)
             rows.append(target * (1 - 0.6 * fg) + 0.6 * shaded)  # mesh overlaid on the ground truth
-        elif "render" in outputs:
-            render = outputs["render"].float()
+        elif Out.CONDITION in outputs:
+            render = outputs[Out.CONDITION].float()
             fg = (render.sum(1, keepdim=True) > 0).float()
             rows += [render, target * (1 - 0.6 * fg) + 0.6 * render]
         grid = make_grid(rows, self.max_images)

@@ -9,6 +9,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from src.core.outputs import Batch
 from src.utils.io import to_uint8
 from src.utils.video import write_video
 
@@ -40,8 +41,8 @@ class HeldoutVideoCallback(pl.Callback):
         frames = []
         for k in range(min(len(ds), self.max_frames)):
             item = ds[k]
-            pred = pl_module.predict_frames(item["index"][None].to(pl_module.device))[0].cpu()
-            pair = torch.cat([pred, item["image"]], dim=2).clamp(0, 1)
+            pred = pl_module.predict_frames(item[Batch.INDEX][None].to(pl_module.device))[0].cpu()
+            pair = torch.cat([pred, item[Batch.IMAGE]], dim=2).clamp(0, 1)
             frames.append(to_uint8(pair.permute(1, 2, 0)))
         pl_module.train(was_training)
         path = write_video(

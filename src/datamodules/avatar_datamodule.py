@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from src.core.layout import LayoutError, SubjectLayout
+from src.core.subject import SubjectData
 from src.datamodules.dataset import SubjectFrames
 from src.datamodules.synthetic.generate import config_hash, generate_subject
 from src.utils.config import to_plain
@@ -136,6 +137,23 @@ class AvatarDataModule(pl.LightningDataModule):
         """Per-frame head-model parameters (see SubjectLayout.read_params) as tensors."""
         source = self.layout.resolve_source(source or self.params_source)
         return {k: torch.from_numpy(np.asarray(v)) for k, v in self.layout.read_params(source).items()}
+
+    def subject(self) -> SubjectData:
+        """What a model is told about this subject (parameters, image size, splits, ground truth).
+
+        Call after :meth:`prepare_data`; sets the data module up (``setup``) when it is not yet.
+        """
+        if self.meta is None:
+            self.setup()
+        gt = self.layout.read_gt_vertices()
+        return SubjectData(
+            params=self.params(),
+            image_size=self.image_size,
+            splits=self.splits,
+            gt_vertices=torch.from_numpy(gt) if gt is not None else None,
+            fps=self.meta.get("fps"),
+            root=self.root,
+        )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.datasets[split]

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from src.core.layout import SubjectLayout
+from src.core.outputs import Batch
 from src.core.streams import read_background, read_valid
 
 
@@ -41,24 +42,26 @@ class SubjectFrames(Dataset):
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
         i = self.indices[k]
-        item: dict[str, torch.Tensor] = {"index": torch.tensor(i, dtype=torch.long)}
+        item: dict[str, torch.Tensor] = {Batch.INDEX: torch.tensor(i, dtype=torch.long)}
         img = self.layout.read_image("frames", i)
-        item["image"] = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+        item[Batch.IMAGE] = torch.from_numpy(img).permute(2, 0, 1).float() / 255
         if self.available.get("masks"):
-            item["mask"] = torch.from_numpy(self.layout.read_image("masks", i)).float()[None] / 255
+            item[Batch.MASK] = torch.from_numpy(self.layout.read_image("masks", i)).float()[None] / 255
         if self.available.get("segmentation"):
-            item["segmentation"] = torch.from_numpy(self.layout.read_image("segmentation", i)).long()
+            item[Batch.SEGMENTATION] = torch.from_numpy(self.layout.read_image("segmentation", i)).long()
         if self.available.get("normals"):
             n = torch.from_numpy(self.layout.read_image("normals", i)).permute(2, 0, 1).float() / 255
-            item["normals"] = torch.where(n.sum(0, keepdim=True) > 0, n * 2 - 1, torch.zeros_like(n))
+            item[Batch.NORMALS] = torch.where(n.sum(0, keepdim=True) > 0, n * 2 - 1, torch.zeros_like(n))
         if self.landmarks is not None:
-            item["landmarks68"] = self.landmarks[i]
-        item["valid"] = self.valid
+            item[Batch.LANDMARKS68] = self.landmarks[i]
+        item[Batch.VALID] = self.valid
         if self.available.get("occlusion"):
-            item["occlusion"] = torch.from_numpy(self.layout.read_image("occlusion", i)).float()[None] / 255
+            item[Batch.OCCLUSION] = (
+                torch.from_numpy(self.layout.read_image("occlusion", i)).float()[None] / 255
+            )
         else:
-            item["occlusion"] = torch.zeros_like(self.valid)
-        item["occluded"] = torch.tensor(float(i in self.occluded_frames))
+            item[Batch.OCCLUSION] = torch.zeros_like(self.valid)
+        item[Batch.OCCLUDED] = torch.tensor(float(i in self.occluded_frames))
         if self.has_background:
-            item["background"] = read_background(self.layout, i, self.meta)
+            item[Batch.BACKGROUND] = read_background(self.layout, i, self.meta)
         return item

@@ -37,7 +37,8 @@ class AvatarMixin:
             joint_pose: (B,n_joint_pose) or None.
 
         Returns:
-            dict with "image" (B,3,H,W) in [0,1] (over the avatar's background) and "mask" (B,1,H,W).
+            dict with Out.IMAGE (B,3,H,W) in [0,1] (over the avatar's background) and the avatar's
+            foreground: Out.COVERAGE (B,1,H,W) for mesh avatars, Out.MATTE (B,1,H,W) for image avatars.
         """
         raise NotImplementedError
 
@@ -67,11 +68,15 @@ class AvatarMixin:
         """(B,V,3) posed world-space vertices of tracked frames ``index`` (for geometry scores)."""
         raise NotImplementedError
 
-    def prepare_split(self, datamodule, split: str) -> None:
+    def prepare_split(self, split: str, batches) -> None:
         """Hook run before frames of ``split`` are rendered for scoring (default: nothing).
 
         Avatars whose per-frame parameters are only trained on training frames may fit the held-out
         frames' parameters here (with the avatar itself frozen); evaluate.py and the test loop call it.
+
+        Args:
+            split: "val" or "test" (or "train").
+            batches: the split's batches (an iterable of batch dicts, e.g. its DataLoader).
         """
 
     @torch.no_grad()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-FRAME_KEYS = ("identity", "expression", "rotation", "translation", "joint_pose", "K", "R", "t")
+from src.core.layout import PARAM_KEYS
+from src.render import Cameras
 
 
 class FrameParams(nn.Module):
@@ -18,7 +19,7 @@ class FrameParams(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        for k in FRAME_KEYS:
+        for k in PARAM_KEYS:
             self.register_buffer(k, torch.zeros(0))
 
     @property
@@ -27,23 +28,21 @@ class FrameParams(nn.Module):
 
     def load(self, params: dict[str, torch.Tensor]) -> None:
         """Register the given arrays (float32) as buffers on this module's device."""
-        missing = [k for k in FRAME_KEYS if k not in params]
+        missing = [k for k in PARAM_KEYS if k not in params]
         if missing:
             raise KeyError(f"frame parameters lack {missing}")
         device = self.expression.device
-        for k in FRAME_KEYS:
+        for k in PARAM_KEYS:
             self.register_buffer(k, torch.as_tensor(params[k], dtype=torch.float32, device=device).clone())
 
     def prepare_for_state_dict(self, state_dict: dict[str, torch.Tensor], prefix: str) -> None:
         """Take the frame parameters stored under ``prefix`` in a checkpoint's state dict before it loads, so
         that :meth:`AvatarModule.on_frames_ready` sees the tracking (not just its shapes)."""
-        found = {k: state_dict[prefix + k] for k in FRAME_KEYS if prefix + k in state_dict}
-        if len(found) == len(FRAME_KEYS):
+        found = {k: state_dict[prefix + k] for k in PARAM_KEYS if prefix + k in state_dict}
+        if len(found) == len(PARAM_KEYS):
             self.load(found)
 
     def cameras_for(self, index: torch.Tensor, image_size: tuple[int, int]):
-        """Cameras of the frames ``index`` (B,)."""
-        from src.render import Cameras
-
+        """Cameras of the frames ``index`` (B,) at ``image_size`` (H,W)."""
         b = index.shape[0]
         return Cameras(self.K.expand(b, 3, 3), self.R.expand(b, 3, 3), self.t.expand(b, 3), image_size)

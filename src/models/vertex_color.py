@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.core.outputs import Batch, Out
 from src.losses import WeightedLoss, rgb_l1, silhouette_loss
-from src.metrics.suite import ImageMetrics
-from src.models.base_module import AvatarModule
+from src.models.base_module import AvatarModule, Tensors
 
 
 class VertexColorAvatar(AvatarModule):
@@ -68,9 +68,11 @@ class VertexColorAvatar(AvatarModule):
 
     # ---------------------------------------------------------------- rendering
     def forward(self, index: torch.Tensor, soft_alpha: bool = True) -> dict[str, torch.Tensor]:
-        """Render frames ``index`` (B,) -> dict with image (B,3,H,W), alpha (B,1,H,W), mask, normals.
+        """Render frames ``index`` (B,).
 
-        ``soft_alpha=False`` skips the soft silhouette (alpha is then the hard mask).
+        Returns:
+            dict with Out.IMAGE (B,3,H,W), Out.COVERAGE (B,1,H,W) hard mask, Out.NORMALS (B,3,H,W) and,
+            when ``soft_alpha``, Out.SOFT_ALPHA (B,1,H,W).
         """
         f = self.frames
         rot, trans = f.rotation[index], f.translation[index]
@@ -82,7 +84,7 @@ class VertexColorAvatar(AvatarModule):
         return self._render(verts, f.cameras_for(index, self.image_size), soft_alpha)
 
     def _render(self, verts: torch.Tensor, cameras, soft_alpha: bool) -> dict[str, torch.Tensor]:
-        """Posed vertices (B,V,3) -> image over the learned background, alpha, mask, normals."""
+        """Posed vertices (B,V,3) -> image over the learned background, coverage, normals (soft alpha)."""
         out = self.renderer(
             verts, self.faces, cameras, vertex_colors=torch.sigmoid(self.color_logits), soft_alpha=soft_alpha,
             sigma=self.hparams.sigma,
@@ -91,14 +93,17 @@ class VertexColorAvatar(AvatarModule):
         bg = F.interpolate(torch.sigmoid(self.background), size=size, mode="bilinear", align_corners=False)
         mask = out["mask"].float()
         image = mask * out["rgb"] + (1 - mask) * bg
-        return {"image": image, "alpha": out["alpha"], "mask": mask, "normals": out["normals"]}
+        result = {Out.IMAGE: image, Out.COVERAGE: mask, Out.NORMALS: out["normals"]}
+        if soft_alpha:
+            result[Out.SOFT_ALPHA] = out["alpha"]
+        return result
 
     def render_params(self, identity, expression, rotation, translation, cameras, joint_pose=None):
         """See :meth:`src.models.avatar.AvatarMixin.render_params`."""
         b = expression.shape[0]
         verts = self.headmodel(identity[None].expand(b, -1), expression, rotation, translation, joint_pose)
         out = self._render(verts, cameras, soft_alpha=False)
-        return {"image": out["image"].clamp(0, 1), "mask": out["mask"]}
+        return {Out.IMAGE: out[Out.IMAGE].clamp(0, 1), Out.COVERAGE: out[Out.COVERAGE]}
 
     def personalized_vertices(self, expression, joint_pose=None):
         """See :meth:`src.models.avatar.AvatarMixin.personalized_vertices`."""
@@ -110,34 +115,19 @@ class VertexColorAvatar(AvatarModule):
         tri = self.headmodel.faces[face_idx]  # (P,3)
         return (torch.sigmoid(self.color_logits)[tri] * bary[..., None]).sum(1)
 
-    # ---------------------------------------------------------------- steps
-    def _losses(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]):
+    # ---------------------------------------------------------------- losses
+    def loss_dict(self, batch: Tensors, out: Tensors) -> tuple[torch.Tensor, Tensors]:
+        """rgb_l1 and silhouette (on the soft silhouette when rendered, else the hard coverage)."""
+        alpha = out[Out.SOFT_ALPHA] if Out.SOFT_ALPHA in out else out[Out.COVERAGE]
         terms = {
-            "rgb_l1": lambda: rgb_l1(out["image"], batch["image"]),
-            "silhouette": lambda: silhouette_loss(out["alpha"], batch["mask"]),
+            "rgb_l1": lambda: rgb_l1(out[Out.IMAGE], batch[Batch.IMAGE]),
+            "silhouette": lambda: silhouette_loss(alpha, batch[Batch.MASK]),
         }
         return self.loss_fn(terms)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        out = self(batch["index"])
-        total, parts = self._losses(batch, out)
-        self.log("train/loss", total, prog_bar=True, batch_size=batch["index"].shape[0])
-        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=batch["index"].shape[0])
-        return total
-
-    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str, metrics: ImageMetrics) -> dict[str, Any]:
-        out = self(batch["index"], soft_alpha=False)
-        total, _ = self._losses(batch, out)
-        pred = out["image"].clamp(0, 1)
-        metrics.update(pred, batch["image"], batch.get("mask"), batch.get("landmarks68"))
-        self.log(f"{stage}/loss", total, batch_size=batch["index"].shape[0])
-        return {"pred": pred.detach(), "target": batch["image"], "normals": out["normals"].detach()}
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
-        return self._eval_step(batch, "val", self.val_metrics)
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
-        return self._eval_step(batch, "test", self.test_metrics)
+    def eval_losses(self, batch: Tensors, out: Tensors) -> Tensors:
+        """The training loss on the evaluated frames, logged as ``val/loss`` / ``test/loss``."""
+        return {"loss": self.loss_dict(batch, out)[0]}
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]

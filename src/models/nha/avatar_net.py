@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.core.outputs import Out
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.losses import region_label_matrix
 from src.models.nha.networks import FiLMSiren, GeometryMLP, MappingNetwork, UVEmbedding, positional_encoding
@@ -112,10 +113,11 @@ class NHARenderer(nn.Module):
             soft_alpha: also compute the soft silhouette (for silhouette losses).
 
         Returns:
-            dict: image (B,3,H,W) in [0,1] over the learned background, alpha (B,1,H,W) (soft if asked,
-            else the box-filtered hard mask), normals (B,3,H,W) camera space, verts (B,V,3) posed,
-            canonical (B,V,3) refined vertices before the pose, offsets (B,Va,3), regions (B,K,H,W)
-            region membership (one-hot of the visible face's region, box-filtered).
+            dict keyed by :class:`Out`: IMAGE (B,3,H,W) in [0,1] over the learned background, COVERAGE
+            (B,1,H,W) the box-filtered hard mask, SOFT_ALPHA (B,1,H,W) the soft silhouette (only when
+            ``soft_alpha``), NORMALS (B,3,H,W) camera space, VERTICES (B,V,3) posed, CANONICAL (B,V,3)
+            refined vertices before the pose, OFFSETS (B,Va,3), REGIONS (B,K,H,W) region membership
+            (one-hot of the visible face's region, box-filtered).
         """
         B = expression.shape[0]
         refined, offsets = self.refined_canonical(identity, expression, rotation)
@@ -153,18 +155,18 @@ class NHARenderer(nn.Module):
         img = img * m + bg * (1 - m)
         regions = F.one_hot(self.face_regions[out["face_idx"].clamp_min(0)], len(self.headmodel.region_names))
         regions = regions.permute(0, 3, 1, 2).to(img.dtype) * m
-        alpha = out["alpha"] if soft_alpha else m
+        maps = {Out.IMAGE: img, Out.COVERAGE: m, Out.REGIONS: regions}
+        if soft_alpha:
+            maps[Out.SOFT_ALPHA] = out["alpha"]
         if s > 1:
-            img, alpha, regions = (box_filter(x, s) for x in (img, alpha, regions))
+            maps = {k: box_filter(x, s) for k, x in maps.items()}
             normals = F.normalize(box_filter(normals, s), dim=1) * (box_filter(m, s) > 0.5)
         return {
-            "image": img,
-            "alpha": alpha,
-            "normals": normals,
-            "verts": verts,
-            "canonical": refined,
-            "offsets": offsets,
-            "regions": regions,
+            **maps,
+            Out.NORMALS: normals,
+            Out.VERTICES: verts,
+            Out.CANONICAL: refined,
+            Out.OFFSETS: offsets,
         }
 
     @torch.no_grad()

@@ -70,3 +70,17 @@ def stage_at(stages: list[Stage], epoch: int) -> Stage:
 def total_epochs(stages: list[Stage]) -> int:
     """Sum of the stages' epochs."""
     return sum(s.epochs for s in stages)
+
+
+def apply_stage(optimizer: Any, stage: Stage) -> None:
+    """Give each named parameter group of ``optimizer`` its learning rate in ``stage``.
+
+    Groups the stage gives no learning rate get lr 0 and their parameters stop requiring gradients (so no
+    time is spent on them); the others require gradients again.
+    """
+    opt = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer  # Lightning's wrapper
+    for group in opt.param_groups:
+        lr = stage.lr.get(group["name"], 0.0)
+        group["lr"] = lr
+        for p in group["params"]:
+            p.requires_grad_(lr > 0)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.core.outputs import Out
 from src.models.selfie.conditioning import HeadConditioner
 from src.models.selfie.generators import FeatureGenerator, StyleUNet
 from src.render.renderer import sample_texture
@@ -58,30 +59,30 @@ class SelfieGenerator(nn.Module):
         """Generate a batch.
 
         Args:
-            cond: :class:`HeadConditioner` output at the generator size: "cond" (B,6,S,S), "uv" (B,2,S,S),
-                "mask" (B,1,S,S).
+            cond: :class:`HeadConditioner` output at the generator size (CONDITION_STACK (B,6,S,S),
+                CONDITION_UV (B,2,S,S), CONDITION_MASK (B,1,S,S)).
             randomize_noise: draw fresh noise (training) or use each layer's fixed noise (inference).
 
         Returns:
-            dict with "image" (B,3,S,S) (about [0,1]; not clamped), "mask" (B,1,S,S) in (0,1),
-            "face_features" (B,C_fa,S,S) sampled neural texture.
+            dict with Out.IMAGE (B,3,S,S) (about [0,1]; not clamped), Out.MATTE (B,1,S,S) in (0,1) (the
+            predicted foreground mask I_FM) and "face_features" (B,C_fa,S,S) the sampled neural texture.
         """
-        b, _, h, w = cond["cond"].shape
+        b, _, h, w = cond[Out.CONDITION_STACK].shape
         if (h, w) != (self.size, self.size):
             raise ValueError(
                 f"conditioning is {h}x{w} but the generator makes {self.size}x{self.size} images"
             )
         z = self.z
         f_fa = self.g_fa(z[0:1], randomize_noise=randomize_noise)  # (1,C_fa,T,T)
-        sampled = sample_texture(f_fa, cond["uv"].permute(0, 2, 3, 1)) * cond["mask"]
+        sampled = sample_texture(f_fa, cond[Out.CONDITION_UV].permute(0, 2, 3, 1)) * cond[Out.CONDITION_MASK]
         f_b = self.g_b(z[1:2], randomize_noise=randomize_noise)
         if f_b.shape[-1] != self.size:
             f_b = F.interpolate(f_b, size=(h, w), mode="bilinear", align_corners=False)
-        x = torch.cat([sampled, f_b.expand(b, -1, -1, -1), cond["cond"]], dim=1)
+        x = torch.cat([sampled, f_b.expand(b, -1, -1, -1), cond[Out.CONDITION_STACK]], dim=1)
         out = self.g_style(x, z[2:3].expand(b, -1), randomize_noise=randomize_noise)
         return {
-            "image": 0.5 * (out[:, :3] + 1.0),
-            "mask": torch.sigmoid(out[:, 3:4]),
+            Out.IMAGE: 0.5 * (out[:, :3] + 1.0),
+            Out.MATTE: torch.sigmoid(out[:, 3:4]),
             "face_features": sampled,
         }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from src.core.outputs import Out
 from src.render import Cameras, MeshRenderer
 
 # Lambert light of the conditioning render: from the camera, slightly above (camera space, +y down)
@@ -59,8 +60,9 @@ class HeadConditioner(nn.Module):
             cameras: B cameras; joint_pose: (B,Nj) (Nj may be 0) or None.
 
         Returns:
-            dict with "render" (B,3,H,W) in [0,1] (0 off the head), "uv" (B,2,H,W) in [0,1] (0 off the
-            head), "mask" (B,1,H,W) float coverage, "cond" (B,6,H,W) the three concatenated.
+            dict with CONDITION (B,3,H,W) the render in [0,1] (0 off the head), CONDITION_UV (B,2,H,W) in
+            [0,1] (0 off the head), CONDITION_MASK (B,1,H,W) float coverage and CONDITION_STACK (B,6,H,W)
+            the three concatenated (keys of :class:`Out`).
         """
         hm = self.headmodel
         b = expression.shape[0]
@@ -75,4 +77,14 @@ class HeadConditioner(nn.Module):
         mask = out["alpha"]
         uv = out["uv"] * mask
         render = out["rgb"].clamp(0, 1) * mask
-        return {"render": render, "uv": uv, "mask": mask, "cond": torch.cat([render, uv, mask], dim=1)}
+        return split_conditioning(torch.cat([render, uv, mask], dim=1))
+
+
+def split_conditioning(stack: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(B,6,H,W) concatenated conditioning -> the dict of :meth:`HeadConditioner.forward`."""
+    return {
+        Out.CONDITION: stack[:, :3],
+        Out.CONDITION_UV: stack[:, 3:5],
+        Out.CONDITION_MASK: stack[:, 5:6],
+        Out.CONDITION_STACK: stack,
+    }

@@ -10,6 +10,8 @@ import hydra
 import torch
 import torch.nn.functional as F
 
+from src.core.outputs import Batch, Out
+from src.core.subject import SubjectData
 from src.losses import (
     FaceIdentityLoss,
     IDMRFLoss,
@@ -19,10 +21,9 @@ from src.losses import (
     mask_mae,
     r1_penalty,
 )
-from src.metrics.suite import ImageMetrics
 from src.models.base_module import AvatarModule
 from src.models.selfie.avatar_net import SelfieGenerator, ema_beta, ema_update
-from src.models.selfie.conditioning import HeadConditioner
+from src.models.selfie.conditioning import HeadConditioner, split_conditioning
 from src.models.selfie.discriminator import Discriminator
 from src.render import Cameras
 
@@ -43,7 +44,8 @@ class SelfieAvatar(AvatarModule):
         headmodel: head-model config; renderer: MeshRenderer config.
         hidden_regions: head-model regions left out of the conditioning render; None: the head model's
             ``hidden_regions``.
-        generator: :class:`SelfieGenerator` kwargs (size must equal the data's image side).
+        generator: :class:`SelfieGenerator` kwargs; ``size`` must equal the data's (square) image side, or
+            be None to take it from the subject (:meth:`attach`, or the checkpoint's image size).
         discriminator: :class:`Discriminator` kwargs except size and in_channels.
         loss: {"weights": {term: weight}, "mrf": IDMRFLoss kwargs, "face_id": FaceIdentityLoss kwargs}.
         metrics: ImageMetrics settings.
@@ -79,23 +81,38 @@ class SelfieAvatar(AvatarModule):
         self.automatic_optimization = False
         hm = hydra.utils.instantiate(headmodel)
         self.conditioner = HeadConditioner(hm, hydra.utils.instantiate(renderer), hidden_regions)
-        self.generator = SelfieGenerator(**dict(generator), seed=seed)
-        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
         self.weights = {k: float(v) for k, v in dict(loss["weights"]).items()}
         unknown = set(self.weights) - set(TERMS)
         if unknown:
             raise ValueError(f"loss.weights has unknown terms {sorted(unknown)}; known: {list(TERMS)}")
+        self.generator: SelfieGenerator | None = None
+        self.generator_ema: SelfieGenerator | None = None
+        self.discriminator: Discriminator | None = None
+        size = generator.get("size")
+        if size is not None:
+            self._build_generator(int(size))
         self.mrf = IDMRFLoss(**dict(loss.get("mrf") or {})) if self.weights.get("mrf", 0) > 0 else None
         self.face_id_loss = (
             FaceIdentityLoss(**dict(loss.get("face_id") or {})) if self.weights.get("cos", 0) > 0 else None
         )
-        self.discriminator = None
-        if self.weights.get("adv", 0) > 0:
-            in_ch = 3 + (HeadConditioner.channels if d_condition else 0)
-            self.discriminator = Discriminator(self.generator.size, in_channels=in_ch, **dict(discriminator))
+        if size is not None:
+            self._build_discriminator(int(size))
         self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
         self._cond_cache: torch.Tensor | None = None
         self._cond_known: torch.Tensor | None = None
+
+    def _build_generator(self, size: int) -> None:
+        """The generator and its average for ``size`` x ``size`` images."""
+        hp = self.hparams
+        self.generator = SelfieGenerator(**{**dict(hp.generator), "size": size}, seed=hp.seed)
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
+
+    def _build_discriminator(self, size: int) -> None:
+        """The discriminator (when the adversarial term is on) for ``size`` x ``size`` images."""
+        hp = self.hparams
+        if self.weights.get("adv", 0) > 0:
+            in_ch = 3 + (HeadConditioner.channels if hp.d_condition else 0)
+            self.discriminator = Discriminator(size, in_channels=in_ch, **dict(hp.discriminator))
 
     # ---------------------------------------------------------------- set-up
     @property
@@ -103,19 +120,35 @@ class SelfieAvatar(AvatarModule):
         """The head model that renders the conditioning images."""
         return self.conditioner.headmodel
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
+    def attach(self, subject: SubjectData, data_config=None) -> None:
+        """See :meth:`AvatarModule.attach`; ``generator.size: null`` takes the subject's image side."""
+        super().attach(subject, data_config)
+        self._check_size()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._check_size()
+
+    def _check_size(self) -> None:
         h, w = self.image_size
+        if h != w:
+            raise ValueError(f"the image avatar needs square images; the data's are {h}x{w}")
+        if self.generator is None:  # generator.size: null
+            device = self.device
+            self._build_generator(h)
+            self._build_discriminator(h)
+            self.to(device)
         size = self.generator.size
         if (h, w) != (size, size):
             raise ValueError(
                 f"model.generator.size={size} but the data's images are {h}x{w}; "
-                f"set model.generator.size={h} (square images only)"
+                f"set model.generator.size={h} or null (square images only)"
             )
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.generator_ema.eval()  # the average is only used for inference
+        if self.generator_ema is not None:
+            self.generator_ema.eval()  # the average is only used for inference
         return self
 
     # ---------------------------------------------------------------- conditioning and generation
@@ -130,7 +163,7 @@ class SelfieAvatar(AvatarModule):
             self._cond_known = torch.zeros(n, dtype=torch.bool, device=self.device)
         todo = index[~self._cond_known[index]]
         if len(todo):
-            self._cond_cache[todo] = self._conditioning_of(todo)["cond"]
+            self._cond_cache[todo] = self._conditioning_of(todo)[Out.CONDITION_STACK]
             self._cond_known[todo] = True
         return split_conditioning(self._cond_cache[index])
 
@@ -143,12 +176,16 @@ class SelfieAvatar(AvatarModule):
     def forward(self, index: torch.Tensor, soft_alpha: bool = False) -> dict[str, torch.Tensor]:
         """Images of tracked frames ``index`` (B,) from the averaged generator (inference).
 
+        Args:
+            index: (B,) frame numbers; soft_alpha: ignored (the image avatar has no silhouette).
+
         Returns:
-            dict with "image" (B,3,H,W), "mask" (B,1,H,W) and the conditioning "render" (B,3,H,W).
+            dict with Out.IMAGE (B,3,H,W), Out.MATTE (B,1,H,W) and the conditioning render Out.CONDITION
+            (B,3,H,W).
         """
         cond = self.conditioning(index)
         out = self.generator_ema(cond, randomize_noise=False)
-        return {**out, "render": cond["render"]}
+        return {Out.IMAGE: out[Out.IMAGE], Out.MATTE: out[Out.MATTE], Out.CONDITION: cond[Out.CONDITION]}
 
     @torch.no_grad()
     def render_params(self, identity, expression, rotation, translation, cameras: Cameras, joint_pose=None):
@@ -162,11 +199,11 @@ class SelfieAvatar(AvatarModule):
         cams = cameras.resized(size) if target != size else cameras
         cond = self.conditioner(identity, expression, rotation, translation, cams, joint_pose)
         out = self.generator_ema(cond, randomize_noise=False)
-        image, mask = out["image"].clamp(0, 1), out["mask"]
+        image, mask = out[Out.IMAGE].clamp(0, 1), out[Out.MATTE]
         if target != size:
             image = F.interpolate(image, size=target, mode="bilinear", antialias=True, align_corners=False)
             mask = F.interpolate(mask, size=target, mode="bilinear", antialias=True, align_corners=False)
-        return {"image": image, "mask": mask}
+        return {Out.IMAGE: image, Out.MATTE: mask}
 
     def personalized_vertices(self, expression: torch.Tensor, joint_pose=None) -> torch.Tensor:
         """The tracked head model's canonical vertices (the image avatar does not refine geometry)."""
@@ -186,30 +223,30 @@ class SelfieAvatar(AvatarModule):
 
     # ---------------------------------------------------------------- losses
     def _d_input(self, image: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.cat([image, cond["cond"]], dim=1) if self.hparams.d_condition else image
+        return torch.cat([image, cond[Out.CONDITION_STACK]], dim=1) if self.hparams.d_condition else image
 
     def generator_loss(
         self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor], cond, adversarial: bool
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted generator loss and its terms (see the class docstring)."""
-        real, fg = batch["image"], batch["mask"]
+        real, fg = batch[Batch.IMAGE], batch[Batch.MASK]
         weights = dict(self.weights)
         if not adversarial:
             weights["adv"] = 0.0
 
         def mrf() -> torch.Tensor:
-            return self.mrf(out["mask"] * out["image"], fg * real)
+            return self.mrf(out[Out.MATTE] * out[Out.IMAGE], fg * real)
 
         def cos() -> torch.Tensor:
-            return self.face_id_loss(out["image"], real, fg, batch.get("landmarks68"))
+            return self.face_id_loss(out[Out.IMAGE], real, fg, batch.get(Batch.LANDMARKS68))
 
         def adv() -> torch.Tensor:
-            return g_nonsaturating_loss(self.discriminator(self._d_input(out["image"], cond)))
+            return g_nonsaturating_loss(self.discriminator(self._d_input(out[Out.IMAGE], cond)))
 
         terms = {
-            "mask": lambda: mask_mae(out["mask"], fg),
+            "mask": lambda: mask_mae(out[Out.MATTE], fg),
             "mrf": mrf,
-            "l1": lambda: (out["image"] - real).abs().mean(),
+            "l1": lambda: (out[Out.IMAGE] - real).abs().mean(),
             "cos": cos,
             "adv": adv,
         }
@@ -219,11 +256,16 @@ class SelfieAvatar(AvatarModule):
     def _adversarial(self) -> bool:
         return self.discriminator is not None and self.current_epoch >= int(self.hparams.adv_start_epoch)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def optimisation_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
+        """A discriminator step (when adversarial), a generator step and the generator average update.
+
+        Returns:
+            the generator loss (detached) and its terms, which ``training_step`` logs.
+        """
         opts = self.optimizers()
         opt_g, opt_d = (opts[0], opts[1]) if isinstance(opts, (list, tuple)) else (opts, None)
-        cond = self.conditioning(batch["index"])
-        real = batch["image"]
+        cond = self.conditioning(batch[Batch.INDEX])
+        real = batch[Batch.IMAGE]
         bs = real.shape[0]
         adversarial = self._adversarial()
         if adversarial:
@@ -242,12 +284,11 @@ class SelfieAvatar(AvatarModule):
             bs, int(self.g_steps), float(ema_cfg.get("half_life_images", 500.0)), ema_cfg.get("rampup")
         )
         ema_update(self.generator_ema, self.generator, beta)
-        self.log("train/loss", total, prog_bar=True, batch_size=bs)
-        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=bs)
+        return total.detach(), parts
 
     def _discriminator_step(self, opt_d, real: torch.Tensor, cond, bs: int) -> None:
         with torch.no_grad():
-            fake = self.generator(cond, randomize_noise=True)["image"]
+            fake = self.generator(cond, randomize_noise=True)[Out.IMAGE]
         d_loss = d_logistic_loss(self.discriminator(self._d_input(real, cond)),
                                  self.discriminator(self._d_input(fake, cond)))  # fmt: skip
         opt_d.zero_grad(set_to_none=True)
@@ -264,28 +305,9 @@ class SelfieAvatar(AvatarModule):
             opt_d.step()
             self.log("train/r1", penalty, batch_size=bs)
 
-    # ---------------------------------------------------------------- evaluation
-    def _eval_step(self, batch: dict[str, torch.Tensor], metrics: ImageMetrics) -> dict[str, Any]:
-        with torch.no_grad():
-            out = self(batch["index"])
-        pred = out["image"].clamp(0, 1)
-        metrics.update(pred, batch["image"], batch.get("mask"), batch.get("landmarks68"))
-        return {"pred": pred, "target": batch["image"], "render": out["render"]}
-
-    def validation_step(self, batch, batch_idx):
-        return self._eval_step(batch, self.val_metrics)
-
-    def test_step(self, batch, batch_idx):
-        return self._eval_step(batch, self.test_metrics)
-
     def configure_optimizers(self):
         opt_g = hydra.utils.instantiate(self.hparams.optimizer_g)(params=self.generator.parameters())
         if self.discriminator is None:
             return opt_g
         opt_d = hydra.utils.instantiate(self.hparams.optimizer_d)(params=self.discriminator.parameters())
         return [opt_g, opt_d]
-
-
-def split_conditioning(cond: torch.Tensor) -> dict[str, torch.Tensor]:
-    """(B,6,H,W) concatenated conditioning -> the dict of :class:`HeadConditioner` (render, uv, mask)."""
-    return {"render": cond[:, :3], "uv": cond[:, 3:5], "mask": cond[:, 5:6], "cond": cond}
