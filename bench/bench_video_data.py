@@ -28,9 +28,9 @@ from src.preprocess import preprocess_video
 from src.preprocess.background import background_pixels
 from src.preprocess.clips import astronaut_frames
 from src.preprocess.detect import CropBox, crop_frame
-from src.preprocess.video import write_video
 from src.utils.assets import find_asset
 from src.utils.io import write_json
+from src.utils.video import write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 

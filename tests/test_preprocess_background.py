@@ -109,7 +109,7 @@ def test_astronaut_over_a_moving_background(tmp_path, shift, usable):
     """Preprocessing the astronaut over a textured background that moves: compensated or refused."""
     from src.preprocess import preprocess_video
     from src.preprocess.clips import astronaut_over_moving_background
-    from src.preprocess.video import write_video
+    from src.utils.video import write_video
 
     video = write_video(tmp_path / "cam.mp4", astronaut_over_moving_background(8, 256, shift))
     meta = preprocess_video(video, tmp_path / "s", {"resolution": 128, "min_frames": 3})

@@ -12,7 +12,7 @@ from src.datamodules.dataset import SubjectFrames
 from src.preprocess import preprocess_video
 from src.preprocess.clips import astronaut_frames
 from src.preprocess.detect import CropBox, crop_frame
-from src.preprocess.video import write_video
+from src.utils.video import write_video
 
 OCCLUDED = (2, 5)
 
