@@ -83,3 +83,12 @@ def test_face_id_loss_refuses_unknown_network():
 
     with pytest.raises(ValueError, match="loss.face_id.network"):
         FaceIdentityLoss("arcface")
+
+
+def test_face_id_loss_dlib_rows_without_landmarks_use_the_crop(loss, faces):
+    (x0, lm0), (x1, lm1) = faces["man0"], faces["man40"]
+    x, lm = torch.cat([x0, x1]), torch.cat([lm0, lm1])
+    lm[1] = float("nan")  # no face found for the second image
+    chips = loss.net.chips(x, lm)
+    torch.testing.assert_close(chips[:1], loss.net.chips(x0, lm0))
+    torch.testing.assert_close(chips[1:], loss.net.chips(x1))

@@ -251,8 +251,8 @@ class FaceIdentityLoss(FrozenNetLoss):
             target: (N,3,H,W) images in [0,1].
             mask: optional (N,1,H,W) weights applied to both images first.
             landmarks: dlib only: optional (N,68,2) or (N,5,2) landmarks of the target's face (pixels,
-                the project's corner-origin convention), used to align both images; None = the fixed
-                centred crop.
+                the project's corner-origin convention), used to align both images; None (or a row
+                with non-finite values) = the fixed centred crop.
 
         Returns:
             () scalar in [0, 2]; ~0 for identical inputs.

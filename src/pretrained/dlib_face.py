@@ -250,16 +250,27 @@ class DlibFaceEmbedder(nn.Module):
         self.crop = float(crop)
 
     def chips(self, images: torch.Tensor, landmarks: torch.Tensor | None = None) -> torch.Tensor:
-        """(N,3,150,150) chips: dlib alignment on (N,68|5,2) ``landmarks``, else the fixed crop."""
-        if landmarks is not None:
-            lm = landmarks.to(device=images.device, dtype=torch.float32) - 0.5
-            return align_face_chips(images, lm, CHIP_SIZE, CHIP_PADDING)
+        """(N,3,150,150) chips: dlib alignment on (N,68|5,2) ``landmarks``, else the fixed crop.
+
+        Rows of ``landmarks`` with a non-finite value (no face found) also get the fixed crop.
+        """
         h, w = images.shape[-2:]
         side = max(1, round(self.crop * min(h, w)))
         top, left = (h - side) // 2, (w - side) // 2
         x = images[..., top : top + side, left : left + side]
         size = (CHIP_SIZE, CHIP_SIZE)
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        if landmarks is None:
+            return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        lm = landmarks.to(device=images.device, dtype=torch.float32) - 0.5
+        ok = torch.isfinite(lm.reshape(lm.shape[0], -1)).all(dim=1)
+        if bool(ok.all()):
+            return align_face_chips(images, lm, CHIP_SIZE, CHIP_PADDING)
+        out = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        if bool(ok.any()):
+            out = out.index_put(
+                (ok.nonzero()[:, 0],), align_face_chips(images[ok], lm[ok], CHIP_SIZE, CHIP_PADDING)
+            )
+        return out
 
     def forward(self, images: torch.Tensor, landmarks: torch.Tensor | None = None) -> torch.Tensor:
         """(N,3,H,W) RGB in [0,1], optional (N,68|5,2) landmarks -> (N,128) descriptors."""

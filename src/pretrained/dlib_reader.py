@@ -21,7 +21,6 @@ computational layers in input-to-output order) and nothing else; the network is 
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,28 +252,3 @@ def read_dlib_net(path: str | Path) -> DlibNet:
     if not p.is_file():
         raise WeightsUnavailableError(f"dlib network file not found: {p}")
     return parse_dlib_net(p.read_bytes(), str(p))
-
-
-def float_details(value: float) -> tuple[int, int]:
-    """(mantissa, exponent) with value == mantissa * 2**exponent (for tests writing dlib floats)."""
-    m, e = np.frexp(np.float64(value))
-    mant = int(m * (1 << 53))
-    exp = int(e) - 53
-    while mant and mant % 2 == 0:
-        mant //= 2
-        exp += 1
-    return mant, exp
-
-
-def pack_int(value: int) -> bytes:
-    """dlib's integer encoding of ``value`` (for tests writing small dlib streams)."""
-    mag = abs(int(value))
-    body = mag.to_bytes(max(1, (mag.bit_length() + 7) // 8), "little") if mag else b""
-    return bytes([len(body) | (0x80 if value < 0 else 0)]) + body
-
-
-def pack_tensor(arr: np.ndarray) -> bytes:
-    """dlib's version-2 tensor encoding of a (n,k,nr,nc) float32 array."""
-    shape = tuple(arr.shape) + (1,) * (4 - arr.ndim)
-    head = pack_int(2) + b"".join(pack_int(d) for d in shape)
-    return head + struct.pack(f"<{arr.size}f", *np.asarray(arr, np.float32).ravel())
