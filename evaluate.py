@@ -26,6 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 from src.metrics import evaluate_folders, format_table, write_table
 from src.metrics.compare import compare_sweep, format_comparison
 from src.models.loading import geometry_scores, load_avatar, render_split
+from src.utils.confdir import CONFIG_DIR
+from src.utils.task import task_wrapper
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -73,7 +75,8 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     return {"runs": rows}
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@task_wrapper
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Hydra entry point (see the module docstring)."""
     return run(cfg)

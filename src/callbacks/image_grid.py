@@ -1,4 +1,4 @@
-"""Log prediction | ground truth | error grids of the first validation batch."""
+"""Log prediction | ground truth | error grids of the first validation and test batches."""
 
 from __future__ import annotations
 
@@ -29,13 +29,14 @@ def make_grid(rows: list[torch.Tensor], max_images: int) -> np.ndarray:
 
 
 class ImageGridCallback(pl.Callback):
-    """Each validation epoch: prediction | ground truth | 4x abs error | normals | mesh overlay.
+    """First batch of each validation epoch and of the test: prediction | ground truth | 4x abs error |
+    normals | mesh overlay.
 
     Expects ``validation_step`` to return a dict with ``pred`` and ``target`` (B,3,H,W) and optionally
     ``normals`` (B,3,H,W) in [-1,1] (mesh avatars) or ``render`` (B,3,H,W) in [0,1], the head-model render
     an image avatar is conditioned on (shown with an overlay on the ground truth too). Writes
-    ``<log dir>/images/val_epoch_XXX.png`` and, for loggers with ``log_image`` (wandb), logs it as
-    ``val/images``.
+    ``<log dir>/images/val_epoch_XXX.png`` / ``test.png`` and, for loggers with ``log_image`` (wandb), logs
+    it as ``val/images`` / ``test/images``.
     """
 
     def __init__(self, max_images: int = 4) -> None:
@@ -45,12 +46,17 @@ class ImageGridCallback(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
-        if (
-            batch_idx != 0
-            or not isinstance(outputs, dict)
-            or "pred" not in outputs
-            or trainer.sanity_checking
-        ):
+        if not trainer.sanity_checking:
+            self._log_grid(trainer, outputs, batch_idx, "val", f"val_epoch_{trainer.current_epoch:03d}")
+
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self._log_grid(trainer, outputs, batch_idx, "test", "test")
+
+    def _log_grid(self, trainer: pl.Trainer, outputs: Any, batch_idx: int, stage: str, name: str) -> None:
+        if batch_idx != 0 or not isinstance(outputs, dict) or "pred" not in outputs:
             return
         pred, target = outputs["pred"].float(), outputs["target"].float()
         rows = [pred, target, ((pred - target).abs() * 4).clamp(0, 1)]
@@ -65,8 +71,7 @@ class ImageGridCallback(pl.Callback):
             rows += [render, target * (1 - 0.6 * fg) + 0.6 * render]
         grid = make_grid(rows, self.max_images)
         if trainer.is_global_zero:
-            out_dir = Path(trainer.default_root_dir) / "images"
-            write_png(out_dir / f"val_epoch_{trainer.current_epoch:03d}.png", grid)
+            write_png(Path(trainer.default_root_dir) / "images" / f"{name}.png", grid)
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
-                logger.log_image(key="val/images", images=[grid], step=trainer.global_step)
+                logger.log_image(key=f"{stage}/images", images=[grid], step=trainer.global_step)

@@ -1,0 +1,80 @@
+"""Task wrapper for the entry points (train, evaluate, reenact, export, preprocess, tracking).
+
+Every job, whether it succeeds or fails:
+
+- finishes its loggers: ``wandb.finish()`` when a wandb run is open, so that the next job of a multirun
+  (same process) starts its own run instead of Lightning re-using the open one;
+- logs a failure with its traceback and re-raises it (Hydra then reports it; a multirun stops);
+- installs the stop-signal handlers of :mod:`src.utils.signals` (SIGTERM, SIGINT, SLURM's requeue
+  signal) so that long loops stop at their next step.
+
+Usage::
+
+    @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+    @task_wrapper
+    def main(cfg: DictConfig) -> float | None: ...
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig
+
+from src.utils import signals
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def finish_loggers(failed: bool = False) -> None:
+    """Close the process's open wandb run (if wandb was imported and a run is open).
+
+    Args:
+        failed: mark the run as failed (exit code 1) instead of finished.
+    """
+    wandb = sys.modules.get("wandb")
+    if wandb is None or getattr(wandb, "run", None) is None:
+        return
+    log.info("wandb: finishing run %s", wandb.run.id)
+    wandb.finish(exit_code=1 if failed else 0)
+
+
+def task_wrapper(task_func: F) -> F:
+    """Wrap a Hydra task function: stop-signal handlers, logged failures, loggers always finished.
+
+    Args:
+        task_func: ``f(cfg: DictConfig) -> Any``.
+
+    Returns:
+        The wrapped function (same signature; ``__wrapped__`` points at ``task_func`` so that Hydra
+        finds its module).
+    """
+
+    @functools.wraps(task_func)
+    def wrapped(cfg: DictConfig) -> Any:
+        signals.install()
+        failed = False
+        try:
+            return task_func(cfg)
+        except signals.StopRequestedError as err:
+            failed = True
+            log.warning("stopped: %s", err)
+            raise
+        except BaseException:
+            failed = True
+            log.exception("task %s failed", getattr(task_func, "__module__", "?"))
+            raise
+        finally:
+            try:
+                finish_loggers(failed)
+            except Exception:  # never hide the task's own error behind a logger's
+                log.exception("closing the loggers failed")
+            signals.reset()
+
+    return wrapped  # type: ignore[return-value]
