@@ -10,8 +10,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import src  # noqa: F401  (torchvision shim before Lightning)
+from src.utils.confdir import CONFIG_DIR
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from src.utils.io import write_json
+from src.utils.resume import resolve_resume
+from src.utils.task import task_wrapper
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +29,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resolve_resume(cfg)  # ckpt_path=last: may switch paths.output_dir to the run's folder
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
-    loggers = instantiate_loggers(cfg.get("logger"))
+    loggers = instantiate_loggers(cfg.get("logger"), cfg.paths.output_dir)
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     if cfg.get("train"):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test"):
         ckpt = None
@@ -43,13 +47,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("train") and ckpt_cb is not None and ckpt_cb.best_model_path:
             ckpt = ckpt_cb.best_model_path
         elif not cfg.get("train"):
-            ckpt = cfg.get("ckpt_path")
+            ckpt = ckpt_path
         trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@task_wrapper
 def main(cfg: DictConfig) -> float | None:
     if cfg.get("extras", {}).get("print_config"):
         log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=False))

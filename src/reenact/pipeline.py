@@ -35,6 +35,7 @@ from src.reenact.sequences import (
 from src.reenact.video import VideoWriter, to_uint8, write_frames
 from src.render import Cameras
 from src.utils.io import write_json, write_npz
+from src.utils.signals import check_stop
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +263,7 @@ def render_sequence(
     identity = (avatar_params(model)["identity"] if identity is None else identity).to(device)
     starts = range(0, len(seq), max(1, int(batch_size)))
     for s in tqdm(starts, desc="reenact", unit="batch", disable=not progress):
+        check_stop("reenact (rendering)")
         part, cams = seq[s : s + batch_size], cameras[s : s + batch_size]
         joint = part.joint_pose if part.joint_pose.shape[-1] else None
         out = model.render_params(identity, part.expression, part.rotation, part.translation, cams, joint)

@@ -35,6 +35,7 @@ from src.models.base_module import AvatarModule
 from src.models.nha.avatar_net import NHARenderer
 from src.models.nha.stages import parse_stages, stage_at, total_epochs
 from src.render import Cameras
+from src.utils.signals import check_stop
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +292,7 @@ class NHAAvatar(AvatarModule):
         try:
             with torch.enable_grad():
                 for _ in range(steps):
+                    check_stop("held-out fit")
                     for s in range(0, len(idx), chunk):
                         sl = slice(s, s + chunk)
                         cams = self.frames.cameras_for(idx[sl], self.image_size)
