@@ -48,3 +48,39 @@ def test_kill9_mid_epoch_resume_matches_uninterrupted(tiny_subject, tmp_path):
     runs = [read_wandb_run(f) for f in sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))]
     assert len(runs) == 2 and runs[-1]["run_id"] == run_id and runs[0]["run_id"] in (run_id, None)
     assert "test/psnr" in runs[-1]["history_keys"] | runs[-1]["summary_keys"]
+
+
+def test_resolve_resume_finds_the_run(tmp_path, monkeypatch):
+    """ckpt_path=last: own folder first, else the newest run of the task (whose folder the job takes over);
+    a SLURM restart resumes its own last.ckpt; nothing found starts a new run."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    from src.utils.resume import resolve_resume
+
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    runs = tmp_path / "logs" / "train" / "runs"
+    for i, name in enumerate(("old", "new")):
+        (runs / name / "checkpoints").mkdir(parents=True)
+        (runs / name / "checkpoints" / "last.ckpt").write_text(name)
+        os.utime(runs / name / "checkpoints" / "last.ckpt", (1000 + i, 1000 + i))
+
+    def cfg(out, **kw):
+        return OmegaConf.create({"paths": {"output_dir": str(out), "log_dir": str(tmp_path / "logs")},
+                                 "task_name": "train", "ckpt_path": None, "resume": False, **kw})  # fmt: skip
+
+    c = cfg(tmp_path / "fresh", ckpt_path="last")
+    assert resolve_resume(c) == str(runs / "new" / "checkpoints" / "last.ckpt")
+    assert c.paths.output_dir == str(runs / "new")
+    c = cfg(runs / "old", resume=True)
+    assert resolve_resume(c) == str(runs / "old" / "checkpoints" / "last.ckpt")
+    assert resolve_resume(cfg(tmp_path / "x", ckpt_path="/some/file.ckpt")) == "/some/file.ckpt"
+    assert resolve_resume(cfg(tmp_path / "x")) is None
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert resolve_resume(cfg(runs / "old")) == str(runs / "old" / "checkpoints" / "last.ckpt")
+    assert resolve_resume(cfg(tmp_path / "none")) is None
+    c = cfg(
+        tmp_path / "empty", ckpt_path="last", paths={"output_dir": str(tmp_path / "e"), "log_dir": "/nope"}
+    )
+    assert resolve_resume(c) is None

@@ -77,7 +77,7 @@ def test_sigterm_stops_training_and_resumes(tiny_subject, tmp_path):
     took = p.stop()
     print(f"training stopped {took:.1f} s after SIGTERM")
     assert p.proc.returncode != 0 and took < 20, (took, p.text[-3000:])
-    assert "SIGTERM received during training (epoch 1" in (run_dir / "train.log").read_text()
+    assert "stopped: SIGTERM received during training" in (run_dir / "train.log").read_text()
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
     assert not (run_dir / "metrics.json").exists()
     resumed = subprocess.run([sys.executable, "train.py", *args, "ckpt_path=last"], cwd=str(REPO), env=env,
@@ -103,3 +103,26 @@ def test_sigterm_stops_tracking_and_resumes(tiny_subject, tmp_path):
     again = _Proc(cmd, env)
     again.wait_for("resuming tracking after stage 'rigid'", 600)
     again.stop()
+
+
+def test_wrapper_turns_lightnings_sigterm_exit_into_a_failure():
+    """Lightning's SIGTERMException is SystemExit with code None (exit status 0): the wrapper re-raises a stop
+    as StopRequestedError instead, so schedulers see a failed job; other exits pass through."""
+    from src.utils.task import task_wrapper
+
+    @task_wrapper
+    def stopped_by_lightning(cfg):
+        signals.request_stop(signal.SIGTERM)
+        raise SystemExit
+
+    with pytest.raises(signals.StopRequestedError, match="SIGTERM received during training"):
+        stopped_by_lightning(None)
+    assert signals.stop_requested() is None  # the wrapper clears the flag
+
+    @task_wrapper
+    def exits(cfg):
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit) as err:
+        exits(None)
+    assert err.value.code == 3

@@ -30,7 +30,7 @@ def _need_cluster():
 
 
 def _sacct(job_ids: list[str]) -> str:
-    fmt = "JobID,JobName%20,Partition,AllocCPUS,State,ExitCode,Elapsed,Restarts"
+    fmt = "JobID,JobName%20,Partition,AllocCPUS,State,ExitCode,Elapsed,Start,End"
     return subprocess.run(["sacct", "-D", "-X", "-P", "-j", ",".join(job_ids), f"--format={fmt}"],
                           capture_output=True, text=True).stdout  # fmt: skip
 

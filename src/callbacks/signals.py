@@ -6,7 +6,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from src.utils.signals import check_stop, install
+from src.utils.signals import check_stop, install, reset
 
 
 class StopOnSignal(pl.Callback):
@@ -16,12 +16,20 @@ class StopOnSignal(pl.Callback):
     wrapper finishes the loggers, the process exits non-zero). Nothing is written mid-epoch: the resume
     point is ``checkpoints/last.ckpt`` of the last finished epoch, so a resumed run (``ckpt_path=last``)
     repeats the interrupted epoch exactly as an uninterrupted run would have run it (see
-    :class:`src.callbacks.determinism.EpochSeed`). The handlers are (re)installed at fit start, as a run
-    driven without the task wrapper (tests, notebooks) has none.
+    :class:`src.callbacks.determinism.EpochSeed`). A run driven without the task wrapper (tests,
+    notebooks) has no handlers yet: they are installed at set-up and given back at teardown.
     """
 
+    def __init__(self) -> None:
+        self._installed = False
+
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        install()
+        self._installed = install() or self._installed
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._installed:
+            reset()
+            self._installed = False
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:  # fmt: skip

@@ -42,16 +42,23 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         prev(signum, frame)
 
 
-def install(signums: tuple[int, ...] = STOP_SIGNALS) -> None:
-    """Route ``signums`` to the stop flag (idempotent; a no-op outside the main thread)."""
+def install(signums: tuple[int, ...] = STOP_SIGNALS) -> bool:
+    """Route ``signums`` to the stop flag (idempotent; a no-op outside the main thread).
+
+    Returns:
+        True if a handler was installed now (False: already installed, or not the main thread).
+    """
     if threading.current_thread() is not threading.main_thread():
-        return
+        return False
+    changed = False
     for s in signums:
         current = signal.getsignal(s)
         if current is _handler:
             continue
         _original[s] = current
         signal.signal(s, _handler)
+        changed = True
+    return changed
 
 
 def reset() -> None:
@@ -84,8 +91,13 @@ def check_stop(where: str = "") -> None:
         where: the loop calling, named in the message (e.g. ``"tracking (rigid fit)"``).
     """
     if _received is not None:
-        name = signal.Signals(_received).name
-        raise StopRequestedError(
-            f"{name} received{' during ' + where if where else ''}: stopped; resume training with "
-            "ckpt_path=last (the newest checkpoints/last.ckpt of the run)"
-        )
+        raise StopRequestedError(stop_message(where))
+
+
+def stop_message(where: str = "") -> str:
+    """The one-line message of a stop: which signal, where, and how to resume."""
+    name = signal.Signals(_received).name if _received is not None else "stop signal"
+    return (
+        f"{name} received{' during ' + where if where else ''}: stopped; resume training with "
+        "ckpt_path=last (the newest checkpoints/last.ckpt of the run)"
+    )

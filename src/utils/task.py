@@ -4,7 +4,10 @@ Every job, whether it succeeds or fails:
 
 - finishes its loggers: ``wandb.finish()`` when a wandb run is open, so that the next job of a multirun
   (same process) starts its own run instead of Lightning re-using the open one;
-- logs a failure with its traceback and re-raises it (Hydra then reports it; a multirun stops);
+- logs a failure with its traceback and re-raises it (Hydra then reports it; a multirun stops); a run
+  stopped by a signal ends with :class:`src.utils.signals.StopRequestedError` (exit status 1), also when
+  Lightning's own SIGTERM handling stopped it first; inside a SLURM job a stopped task exits with status
+  128+signal instead, so that submitit leaves a requeued job to run again;
 - installs the stop-signal handlers of :mod:`src.utils.signals` (SIGTERM, SIGINT, SLURM's requeue
   signal) so that long loops stop at their next step.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -45,6 +49,19 @@ def finish_loggers(failed: bool = False) -> None:
     wandb.finish(exit_code=1 if failed else 0)
 
 
+def _exit_as_signalled(signum: int) -> None:
+    """Inside a SLURM job, end a stopped task as a process killed by ``signum`` would (status 128+signum),
+    without returning to the launcher: submitit would record the stop as the job's result, while a
+    preempted or ``scontrol requeue``-d job is about to run again (and then resumes from last.ckpt)."""
+    log.warning(
+        "SLURM job %s stopped by signal %d: exiting for the scheduler", os.environ["SLURM_JOB_ID"], signum
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(128 + signum)
+
+
 def task_wrapper(task_func: F) -> F:
     """Wrap a Hydra task function: stop-signal handlers, logged failures, loggers always finished.
 
@@ -66,6 +83,13 @@ def task_wrapper(task_func: F) -> F:
             failed = True
             log.warning("stopped: %s", err)
             raise
+        except SystemExit as err:  # Lightning's own SIGTERMException exits with code None (0): not a success
+            failed = True
+            if signals.stop_requested() is None or err.code:
+                raise
+            msg = signals.stop_message("training")
+            log.warning("stopped: %s", msg)
+            raise signals.StopRequestedError(msg) from err
         except BaseException:
             failed = True
             log.exception("task %s failed", getattr(task_func, "__module__", "?"))
@@ -75,6 +99,9 @@ def task_wrapper(task_func: F) -> F:
                 finish_loggers(failed)
             except Exception:  # never hide the task's own error behind a logger's
                 log.exception("closing the loggers failed")
+            signum = signals.stop_requested()
             signals.reset()
+            if signum is not None and os.environ.get("SLURM_JOB_ID"):
+                _exit_as_signalled(signum)
 
     return wrapped  # type: ignore[return-value]
