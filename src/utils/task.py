@@ -24,6 +24,7 @@ import functools
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -47,6 +48,32 @@ def finish_loggers(failed: bool = False) -> None:
         return
     log.info("wandb: finishing run %s", wandb.run.id)
     wandb.finish(exit_code=1 if failed else 0)
+
+
+STOP_FINISH_TIMEOUT_S = 5.0
+
+
+def _finish_loggers_safely(failed: bool, timeout: float | None) -> None:
+    """:func:`finish_loggers`, never raising; with ``timeout``, given up after that many seconds.
+
+    After a stop signal the wandb service process may be gone (SLURM signals every process of a job), and
+    ``wandb.finish()`` would then wait for it until the scheduler's SIGKILL.
+    """
+
+    def run() -> None:
+        try:
+            finish_loggers(failed)
+        except Exception:  # never hide the task's own error behind a logger's
+            log.exception("closing the loggers failed")
+
+    if timeout is None:
+        run()
+        return
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        log.warning("wandb did not finish within %.0f s after the stop signal; left unfinished", timeout)
 
 
 def _exit_as_signalled(signum: int) -> None:
@@ -95,11 +122,8 @@ def task_wrapper(task_func: F) -> F:
             log.exception("task %s failed", getattr(task_func, "__module__", "?"))
             raise
         finally:
-            try:
-                finish_loggers(failed)
-            except Exception:  # never hide the task's own error behind a logger's
-                log.exception("closing the loggers failed")
             signum = signals.stop_requested()
+            _finish_loggers_safely(failed, timeout=STOP_FINISH_TIMEOUT_S if signum is not None else None)
             signals.reset()
             if signum is not None and os.environ.get("SLURM_JOB_ID"):
                 _exit_as_signalled(signum)
