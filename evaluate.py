@@ -41,6 +41,8 @@ from src.preprocess.landmarks import (
     mediapipe_to_ibug68,
     resolve_landmarks68,
 )
+from src.utils.confdir import CONFIG_DIR
+from src.utils.task import task_wrapper
 
 
 def gt_landmarks_fn(name: str = "auto") -> Callable[[np.ndarray], np.ndarray | None]:
@@ -125,7 +127,8 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     return {"runs": rows}
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@task_wrapper
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Hydra entry point (see the module docstring)."""
     return run(cfg)

@@ -24,6 +24,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import src  # noqa: F401  (torchvision shim before Lightning)
 from src.models.loading import load_avatar
 from src.reenact.pipeline import check_config, reenact
+from src.utils.confdir import CONFIG_DIR
+from src.utils.task import task_wrapper
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -47,7 +49,8 @@ def job_config(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(job, resolve=True)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="reenact")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="reenact")
+@task_wrapper
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (see the module docstring)."""
     info = run(cfg)

@@ -12,8 +12,11 @@ from omegaconf import DictConfig, OmegaConf
 
 import src  # noqa: F401  (torchvision shim before Lightning)
 from src.core.subject import SubjectData
+from src.utils.confdir import CONFIG_DIR
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from src.utils.io import write_json
+from src.utils.resume import resolve_resume
+from src.utils.task import task_wrapper
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +36,17 @@ def prepare_subject(datamodule) -> SubjectData:
     return datamodule.subject()
 
 
-def test_checkpoint(cfg: DictConfig, trainer) -> str | None:
+def test_checkpoint(cfg: DictConfig, trainer, ckpt_path: str | None = None) -> str | None:
     """The checkpoint the test loop scores (None: the weights in memory).
 
     After training, ``test_ckpt: last`` (default) scores the final weights, the state ``last.ckpt`` holds and
     evaluate.py/reenact.py/export load, so the run's ``test/*`` numbers and evaluate.py's agree;
     ``test_ckpt: best`` scores the monitored best epoch (``callbacks.model_checkpoint``), or the final
-    weights when nothing is monitored. Without training, ``ckpt_path`` is scored.
+    weights when nothing is monitored. Without training, ``ckpt_path`` (resolved, e.g. from ``last``) is
+    scored.
     """
     if not cfg.get("train"):
-        return cfg.get("ckpt_path")
+        return ckpt_path
     choice = cfg.get("test_ckpt", "last")
     if choice not in ("last", "best"):
         raise ValueError(f"test_ckpt={choice!r}; use last (the final weights) or best (the monitored best)")
@@ -62,10 +66,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resolve_resume(cfg)  # ckpt_path=last: may switch paths.output_dir to the run's folder
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
-    loggers = instantiate_loggers(cfg.get("logger"))
+    loggers = instantiate_loggers(cfg.get("logger"), cfg.paths.output_dir)
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -73,15 +78,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model.attach(prepare_subject(datamodule), data_config=datamodule.config())
 
     if cfg.get("train"):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test"):
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=test_checkpoint(cfg, trainer))
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=test_checkpoint(cfg, trainer, ckpt_path))
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@task_wrapper
 def main(cfg: DictConfig) -> float | None:
     if cfg.get("extras", {}).get("print_config"):
         log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=False))

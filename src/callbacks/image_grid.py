@@ -1,4 +1,4 @@
-"""Log prediction | ground truth | error grids of the first validation batch."""
+"""Log prediction | ground truth | error grids of the first validation and test batches."""
 
 from __future__ import annotations
 
@@ -30,14 +30,15 @@ def make_grid(rows: list[torch.Tensor], max_images: int) -> np.ndarray:
 
 
 class ImageGridCallback(pl.Callback):
-    """Each validation epoch: prediction | ground truth | 4x abs error | normals | mesh overlay.
+    """First batch of each validation epoch and of the test: prediction | ground truth | 4x abs error |
+    normals | mesh overlay.
 
-    Reads the outputs ``validation_step`` returns (keys of :class:`src.core.outputs.Out`): ``Out.IMAGE``
-    (B,3,H,W) the prediction in [0,1], and optionally ``Out.NORMALS`` (B,3,H,W) in [-1,1] (mesh avatars) or
-    ``Out.CONDITION`` (B,3,H,W) in [0,1], the head-model render an image avatar is conditioned on (shown
-    with an overlay on the ground truth too); the ground truth is the batch's ``Batch.IMAGE``. Writes
-    ``<log dir>/images/val_epoch_XXX.png`` and, for loggers with ``log_image`` (wandb), logs it as
-    ``val/images``.
+    Reads the outputs ``validation_step`` / ``test_step`` return (keys of :class:`src.core.outputs.Out`):
+    ``Out.IMAGE`` (B,3,H,W) the prediction in [0,1], and optionally ``Out.NORMALS`` (B,3,H,W) in [-1,1]
+    (mesh avatars) or ``Out.CONDITION`` (B,3,H,W) in [0,1], the head-model render an image avatar is
+    conditioned on (shown with an overlay on the ground truth too); the ground truth is the batch's
+    ``Batch.IMAGE``. Writes ``<log dir>/images/val_epoch_XXX.png`` / ``test.png`` and, for loggers with
+    ``log_image`` (wandb), logs it as ``val/images`` / ``test/images``.
     """
 
     def __init__(self, max_images: int = 4) -> None:
@@ -47,12 +48,20 @@ class ImageGridCallback(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
-        if (
-            batch_idx != 0
-            or not isinstance(outputs, dict)
-            or Out.IMAGE not in outputs
-            or trainer.sanity_checking
-        ):
+        if not trainer.sanity_checking:
+            name = f"val_epoch_{trainer.current_epoch:03d}"
+            self._log_grid(trainer, outputs, batch, batch_idx, "val", name)
+
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self._log_grid(trainer, outputs, batch, batch_idx, "test", "test")
+
+    def _log_grid(
+        self, trainer: pl.Trainer, outputs: Any, batch: Any, batch_idx: int, split: str, name: str
+    ) -> None:
+        if batch_idx != 0 or not isinstance(outputs, dict) or Out.IMAGE not in outputs:
             return
         pred, target = outputs[Out.IMAGE].float(), batch[Batch.IMAGE].float()
         rows = [pred, target, ((pred - target).abs() * 4).clamp(0, 1)]
@@ -68,8 +77,7 @@ class ImageGridCallback(pl.Callback):
             rows += [render, target * (1 - 0.6 * fg) + 0.6 * render]
         grid = make_grid(rows, self.max_images)
         if trainer.is_global_zero:
-            out_dir = Path(trainer.default_root_dir) / "images"
-            write_png(out_dir / f"val_epoch_{trainer.current_epoch:03d}.png", grid)
+            write_png(Path(trainer.default_root_dir) / "images" / f"{name}.png", grid)
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
-                logger.log_image(key="val/images", images=[grid], step=trainer.global_step)
+                logger.log_image(key=f"{split}/images", images=[grid], step=trainer.global_step)

@@ -11,6 +11,7 @@ import torch
 
 from src.core.outputs import Batch
 from src.utils.io import to_uint8
+from src.utils.signals import check_stop
 from src.utils.video import write_video
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class HeldoutVideoCallback(pl.Callback):
         pl_module.eval()
         frames = []
         for k in range(min(len(ds), self.max_frames)):
+            check_stop("held-out video")
             item = ds[k]
             pred = pl_module.predict_frames(item[Batch.INDEX][None].to(pl_module.device))[0].cpu()
             pair = torch.cat([pred, item[Batch.IMAGE]], dim=2).clamp(0, 1)

@@ -17,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import src  # noqa: F401  (torchvision shim before Lightning)
 from src.export.mesh import export_mesh
 from src.models.loading import CheckpointError
+from src.utils.confdir import CONFIG_DIR
+from src.utils.task import task_wrapper
 
 
 def load_model(ckpt_path: str | Path, map_location: str = "cpu"):
@@ -52,7 +54,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="export")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+@task_wrapper
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (see the module docstring)."""
     result = run(cfg)

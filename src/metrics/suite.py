@@ -164,6 +164,7 @@ class ImageMetrics(nn.Module):
     ) -> None:
         super().__init__()
         self.masked = masked
+        self.paused: set[str] = set()  # base names ("fid") left out of update() for now, see pause()
         self.sources: dict[str, str] = {}
         suffixes = ("", "_masked") if masked else ("",)
         metrics: dict[str, Metric] = {}
@@ -226,6 +227,11 @@ class ImageMetrics(nn.Module):
     def train(self, mode: bool = True) -> ImageMetrics:  # frozen networks stay in eval: ignores mode
         return super().train(False)
 
+    def pause(self, name: str, paused: bool = True) -> None:
+        """Leave metric ``name`` (both variants, e.g. ``"fid"``) out of :meth:`update` while paused, so an
+        expensive metric runs only some epochs (see :class:`src.callbacks.dashboard.FIDSchedule`)."""
+        (self.paused.add if paused else self.paused.discard)(name)
+
     @property
     def names(self) -> list[str]:
         """Names of the metrics this instance computes (those whose weights are available)."""
@@ -273,7 +279,7 @@ class ImageMetrics(nn.Module):
         self.metrics["ssim" + sfx].update(pred, target)
         if "lpips" + sfx in self.metrics:
             self.metrics["lpips" + sfx].update(pred, target)
-        if "fid" + sfx in self.metrics:
+        if "fid" + sfx in self.metrics and "fid" not in self.paused:
             self.metrics["fid" + sfx].update(target, real=True)
             self.metrics["fid" + sfx].update(pred, real=False)
 

@@ -10,6 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 
 import src  # noqa: F401
 from src.preprocess.pipeline import preprocess_video
+from src.utils.confdir import CONFIG_DIR
+from src.utils.task import task_wrapper
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +21,8 @@ def default_subject_dir(data_dir: str | Path, video: str | Path) -> Path:
     return Path(data_dir) / "videos" / Path(video).stem
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="preprocess")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="preprocess")
+@task_wrapper
 def main(cfg: DictConfig) -> None:
     video = Path(hydra.utils.to_absolute_path(cfg.video))
     out = Path(cfg.out_dir) if cfg.out_dir else default_subject_dir(cfg.paths.data_dir, video)

@@ -41,6 +41,7 @@ from src.preprocess.streams import write_streams
 from src.preprocess.video import iter_frames, probe_video, video_fingerprint
 from src.utils.config import to_plain
 from src.utils.io import write_npy, write_npz, write_png
+from src.utils.signals import check_stop
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def _detect_pass(video: Path, cfg: dict[str, Any], work: Path) -> dict[str, np.n
     rows: dict[str, list] = {"raw_index": [], "time": [], "status": [], "box": [], "n_faces": [], "size": []}
     try:
         for fr in tqdm(iter_frames(video, **_decode_kwargs(cfg)), desc="face detection", unit="frame"):
+            check_stop("preprocessing (face detection)")
             boxes, _ = det(fr.image)
             status, box = D.classify_frame(boxes, cfg["min_face_size"], cfg["multi_face_ratio"])
             rows["raw_index"].append(fr.raw_index)
@@ -307,6 +309,7 @@ def _crop_pass(video, cfg, layout, work, dets, status, box, resolved68):
     bar = tqdm(total=todo, desc="crop, landmarks, masks", unit="frame")
     try:
         for fr in iter_frames(video, **_decode_kwargs(cfg)):
+            check_stop("preprocessing (crop, landmarks, masks; finished frames are cached)")
             i = fr.index
             if i >= len(status) or status[i] != ok_code:
                 continue

@@ -34,6 +34,7 @@ from src.reenact.sequences import (
 )
 from src.render import Cameras
 from src.utils.io import to_uint8, write_json, write_npz
+from src.utils.signals import check_stop
 from src.utils.video import VideoWriter, write_frames
 
 log = logging.getLogger(__name__)
@@ -261,6 +262,7 @@ def render_sequence(
     identity = (avatar_params(model)["identity"] if identity is None else identity).to(device)
     starts = range(0, len(seq), max(1, int(batch_size)))
     for s in tqdm(starts, desc="reenact", unit="batch", disable=not progress):
+        check_stop("reenact (rendering)")
         part, cams = seq[s : s + batch_size], cameras[s : s + batch_size]
         joint = part.joint_pose if part.joint_pose.shape[-1] else None
         out = model.render_params(identity, part.expression, part.rotation, part.translation, cams, joint)

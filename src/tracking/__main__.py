@@ -13,11 +13,14 @@ from src.preprocess.__main__ import default_subject_dir
 from src.preprocess.pipeline import preprocess_video
 from src.tracking.run import track_subject
 from src.tracking.score import score_tracking, write_scores
+from src.utils.confdir import CONFIG_DIR
+from src.utils.task import task_wrapper
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="tracking")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="tracking")
+@task_wrapper
 def main(cfg: DictConfig) -> None:
     if cfg.root is None and cfg.video is None:
         raise ValueError(

@@ -24,9 +24,11 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from src.headmodel.rotation import axis_angle_to_matrix, matrix_to_axis_angle
 from src.render import Cameras
+from src.utils.signals import check_stop
 
 CAM_R = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 
@@ -259,8 +261,12 @@ class Tracker(nn.Module):
                 groups.append({"params": [self.joint_pose], "lr": lr["joint_pose"]})
         return groups
 
-    def run_stage(self, stage: str, steps: int, callback=None) -> dict[str, float]:
-        """Optimise a stage for ``steps`` Adam steps (cosine-decayed learning rates).
+    def run_stage(
+        self, stage: str, steps: int, callback=None, desc: str | None = None, leave: bool = True
+    ) -> dict[str, float]:
+        """Optimise a stage for ``steps`` Adam steps (cosine-decayed learning rates), with a progress bar.
+
+        Stops with :class:`src.utils.signals.StopRequestedError` at the next step after SIGTERM/SIGINT.
 
         Returns:
             the final terms as floats.
@@ -269,7 +275,9 @@ class Tracker(nn.Module):
             return {}
         opt = torch.optim.Adam(self.stage_params(stage))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=0.0)
-        for step in range(steps):
+        bar = tqdm(range(steps), desc=desc or f"tracking: {stage} fit", unit="step", leave=leave)
+        for step in bar:
+            check_stop(f"tracking ({stage} fit)")
             opt.zero_grad(set_to_none=True)
             total, terms = self.loss()
             total.backward()
@@ -278,6 +286,8 @@ class Tracker(nn.Module):
             self.project_bounds()
             if callback is not None:
                 callback(stage, step, total)
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{float(total):.4g}", refresh=False)
         with torch.no_grad():
             total, terms = self.loss()
         return {"total": float(total), **{k: float(v) for k, v in terms.items()}}
@@ -318,12 +328,16 @@ def focal_search(
     )
     fovs = [float(f) for f in fc["search_fovs"]]
     losses = []
-    for fov in fovs:
+    for fov in tqdm(fovs, desc="tracking: focal search", unit="fov"):
         c = {**cfg, "focal": {**fc, "fov_deg": fov}, "optimize_focal": False}
         tk = Tracker(headmodel, observed[sub], size, c, sub_gaps)
         tk.initialise()
-        tk.run_stage("rigid", int(fc["search_steps"][0]))
-        losses.append(tk.run_stage("full", int(fc["search_steps"][1]))["total"])
+        tk.run_stage("rigid", int(fc["search_steps"][0]), desc=f"  fov {fov:g}: rigid", leave=False)
+        losses.append(
+            tk.run_stage("full", int(fc["search_steps"][1]), desc=f"  fov {fov:g}: full", leave=False)[
+                "total"
+            ]
+        )
     k = int(np.argmin(losses))
     best = fovs[k]
     if 0 < k < len(fovs) - 1:  # parabola through the three points around the minimum, in log focal

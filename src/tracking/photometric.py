@@ -19,6 +19,7 @@ from tqdm import tqdm
 from src.core.layout import SubjectLayout
 from src.render import MeshRenderer, sh_ambient
 from src.tracking.fitter import Tracker
+from src.utils.signals import check_stop
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def photometric_refine(
     gen = torch.Generator().manual_seed(0)
     terms: dict[str, float] = {}
     for _ in tqdm(range(int(pcfg["steps"])), desc="photometric refinement", unit="step"):
+        check_stop("tracking (photometric refinement)")
         idx = torch.randperm(n, generator=gen)[: int(pcfg["batch_frames"])]
         b = len(idx)
         jp = tk.joint_pose[idx] if tk.joint_pose.shape[1] else None

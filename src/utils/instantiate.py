@@ -7,7 +7,10 @@ import netrc
 import os
 
 import hydra
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
+
+from src.utils.wandb_run import store_id, wandb_overrides
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +32,28 @@ def instantiate_callbacks(cfg: DictConfig | None) -> list:
     return [hydra.utils.instantiate(c) for c in cfg.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
-def instantiate_loggers(cfg: DictConfig | None) -> list:
-    """Instantiate the ``logger`` group; wandb goes offline (one log line) without credentials."""
+def instantiate_loggers(cfg: DictConfig | None, output_dir: str | None = None) -> list:
+    """Instantiate the ``logger`` group; wandb goes offline (one log line) without credentials.
+
+    With ``output_dir``, a wandb logger gets its automatic group, name and resumed run id (see
+    :mod:`src.utils.wandb_run`) and its run id is stored beside the checkpoints.
+    """
     if not cfg:
         return []
     loggers = []
     for lg in cfg.values():
         if not isinstance(lg, DictConfig) or "_target_" not in lg:
             continue
-        if (
-            "wandb" in lg._target_.lower()
-            and os.environ.get("WANDB_MODE") != "online"
-            and not wandb_has_credentials()
-        ):
+        if "wandb" not in lg._target_.lower():
+            loggers.append(hydra.utils.instantiate(lg))
+            continue
+        kwargs = wandb_overrides(lg, output_dir) if output_dir else {}
+        if os.environ.get("WANDB_MODE") != "online" and not wandb_has_credentials():
             log.info("wandb: no API key configured, logging offline (upload later with `wandb sync`)")
             os.environ["WANDB_MODE"] = "offline"
-            loggers.append(hydra.utils.instantiate(lg, offline=True))
-            continue
-        loggers.append(hydra.utils.instantiate(lg))
+            kwargs["offline"] = True
+        logger = hydra.utils.instantiate(lg, **kwargs)
+        if output_dir and getattr(rank_zero_only, "rank", 0) == 0:
+            store_id(output_dir, logger.experiment.id)
+        loggers.append(logger)
     return loggers

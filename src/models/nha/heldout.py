@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from src.core.outputs import Batch
+from src.utils.signals import check_stop
 
 # (expression (B,Ne), rotation (B,3), translation (B,3), rows of the batch) -> (total loss, terms)
 LossOfParams = Callable[
@@ -69,6 +70,7 @@ class HeldoutFit:
             for p in params:
                 p.requires_grad_(True)
             for _ in range(self.steps):
+                check_stop("held-out fit")
                 for s in range(0, n, self.batch_size):
                     rows = slice(s, s + self.batch_size)
                     total, _ = loss_of(params[0][rows].clamp(0, 1), params[1][rows], params[2][rows], rows)
