@@ -80,8 +80,9 @@ def test_three_steps_in_a_browser(live):
         page.select_option("#texture_size", "256")
         page.click("#avatar-form #submit")
         page.wait_for_selector(".job-status", timeout=30_000)
-        page.wait_for_function(
-            "document.querySelector('.job-step').textContent.includes('train')", timeout=WAIT_MS
+        page.wait_for_function(  # live progress: an epoch shown (or already finished)
+            "document.querySelector('#avatar-results') || document.querySelector('.job-epoch').textContent",
+            timeout=WAIT_MS,
         )
         shot("05_training.png")
         page.wait_for_selector("#avatar-results", timeout=WAIT_MS)

@@ -75,6 +75,17 @@ def test_reenact_render_and_preview(flow):  # noqa: F811
     assert "provocative" in page and "indifferent" in page and "preview" in page
 
 
+def test_cross_reenactment(flow):  # noqa: F811
+    app, client = flow["app"], flow["client"]
+    job = job_of(app, flow["cross_job"])
+    assert job.kind == "cross" and job.status == "done", (job.error, job.log_tail[-2000:])
+    assert "mode=cross" in client.get(f"/jobs/{job.id}/files/job.log").text
+    video = client.get(f"/jobs/{job.id}/files/out/cross.mp4")
+    assert video.status_code == 200 and len(iio.imread(io.BytesIO(video.data), extension=".mp4")) == 30
+    page = client.get(f"/avatars/{flow['avatar_id']}/reenact").get_data(as_text=True)
+    assert "out/cross.mp4" in page
+
+
 def _urls(f) -> list[str]:
     j = f["train_job"]
     return [

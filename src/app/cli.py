@@ -81,8 +81,9 @@ def register_cli(app: Flask) -> None:
     def run_cmd(host: str | None, port: int | None) -> None:
         """Web app and one worker process together (the embedded setup)."""
         worker = subprocess.Popen([sys.executable, "-m", "src.app", "worker"])
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the worker too (finally below)
         try:
             serve(app, host or app.config["HOST"], port or app.config["PORT"])
         finally:
-            worker.terminate()
-            worker.wait(30)
+            worker.terminate()  # it stops its running step and requeues the job
+            worker.wait(60)

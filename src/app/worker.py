@@ -57,7 +57,7 @@ def training_progress(p: dict[str, Any], jdir: Path, started: float) -> dict[str
             rows += list(csv.DictReader(fh))
     epochs = [int(r["epoch"]) for r in rows if r.get("epoch")]
     if epochs:
-        current = max(epochs)  # 0-based epoch in progress (or the last one)
+        current = min(max(epochs), max_epochs - 1)  # 0-based epoch in progress (test rows log max_epochs)
         out["epoch"] = current + 1
         if p["family"] == "mesh":
             out["stage"] = "texture" if current < q[0] else "joint"
@@ -135,8 +135,11 @@ class Worker:
                     fh.write(traceback.format_exc())
                 status, error = "failed", f"{type(e).__name__}: {e}"
             db.session.refresh(job)
-            job.status, job.error, job.finished_at = status, error, utcnow()
-            job.log_tail, job.pid = read_tail(logfile), None
+            job.status, job.error, job.log_tail, job.pid = status, error, read_tail(logfile), None
+            if status == "queued":
+                job.worker_id, job.note = None, "the worker was stopped; the job resumes on its next start"
+            else:
+                job.finished_at = utcnow()
             db.session.commit()
             log.info("job %s (%s): %s %s", job.id, job.kind, status, error or "")
 
@@ -196,6 +199,9 @@ class Worker:
             if job.cancel_requested:
                 self._terminate(proc)
                 return "cancelled", "cancelled by the user"
+            if self.stop.is_set():  # the worker is shutting down: stop the step, requeue the job
+                self._terminate(proc)
+                return "queued", None
             if step["name"] == "train":
                 progress.update(training_progress(job.params_dict, jdir, started))
                 job.progress = JSONText.dump(progress)
