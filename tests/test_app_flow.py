@@ -14,7 +14,7 @@ import imageio.v3 as iio
 import pytest
 import trimesh
 
-from tests.app_fixtures import flow, job_of, login  # noqa: F401
+from tests.app_fixtures import VIDEOS, csrf, flow, job_of, login, run_queue  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -75,9 +75,21 @@ def test_reenact_render_and_preview(flow):  # noqa: F811
     assert "provocative" in page and "indifferent" in page and "preview" in page
 
 
+@pytest.mark.slow
 def test_cross_reenactment(flow):  # noqa: F811
+    """A driving video is uploaded, preprocessed and tracked, then drives the avatar (3 min on a busy CPU)."""
     app, client = flow["app"], flow["client"]
-    job = job_of(app, flow["cross_job"])
+    avatar_id = flow["avatar_id"]
+    token = csrf(client, f"/avatars/{avatar_id}/reenact")
+    with open(VIDEOS / "single_face.mp4", "rb") as f:  # the same clip as the driving video
+        r = client.post(
+            f"/avatars/{avatar_id}/cross",
+            data={"video": (f, "driver.mp4"), "csrf_token": token},
+            content_type="multipart/form-data",
+        )
+    assert r.status_code == 302, r.get_data(as_text=True)
+    (job_id,) = run_queue(app)
+    job = job_of(app, job_id)
     assert job.kind == "cross" and job.status == "done", (job.error, job.log_tail[-2000:])
     assert "mode=cross" in client.get(f"/jobs/{job.id}/files/job.log").text
     video = client.get(f"/jobs/{job.id}/files/out/cross.mp4")

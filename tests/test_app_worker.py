@@ -175,3 +175,36 @@ def test_worker_killed_during_training_resumes_from_checkpoint(tmp_path):
     assert "resumed from its checkpoint" in job.note
     log = (ckpt.parents[2] / "job.log").read_text()
     assert f"ckpt_path={ckpt}" in log and "Restoring states from the checkpoint" in log
+
+
+def test_cancel_queued_and_running_jobs(tmp_path):
+    """Cancel: a queued job stops at once; a running one has its entry point's process group stopped."""
+    import threading
+
+    from src.app.worker import Worker
+    from tests.app_fixtures import csrf
+
+    app = make_app(tmp_path, users=("alice",))
+    client = login(app, "alice")
+    assert upload(client, VIDEOS / "single_face.mp4").status_code == 302
+    running_id = last_job(app, "preprocess").id
+    assert upload(client, VIDEOS / "single_face.mp4").status_code == 302
+    queued_id = last_job(app, "preprocess").id
+    token = csrf(client, f"/jobs/{queued_id}")
+    assert client.post(f"/jobs/{queued_id}/cancel", data={"csrf_token": token}).status_code == 302
+    assert job_of(app, queued_id).status == "cancelled"
+
+    worker = Worker(app, "cancel-test")
+    thread = threading.Thread(target=worker.run_forever, daemon=True)
+    thread.start()
+    try:
+        job = wait_for(lambda: (j := job_of(app, running_id)).pid and j, 300, "the job to start")
+        pid = job.pid
+        client.post(f"/jobs/{running_id}/cancel", data={"csrf_token": token})
+        job = wait_for(lambda: (j := job_of(app, running_id)).finished and j, 120, "the cancel")
+    finally:
+        worker.stop.set()
+        thread.join(120)
+    assert job.status == "cancelled" and job.error == "cancelled by the user"
+    assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+    assert job_of(app, queued_id).status == "cancelled"  # never started

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, abort, send_file
+from flask import Blueprint, abort, request, send_file
 from flask_login import login_required
 
 from src.app.media import zip_tree
@@ -37,8 +37,6 @@ BUNDLES = {
 @login_required
 def download(job_id: str, relpath: str):
     """One file of a job folder; ``?dl=1`` as an attachment."""
-    from flask import request
-
     job = owned(Job, job_id)
     path = owned_file(job_dir(job.user_id, job.id), relpath)
     return send_file(path, as_attachment=request.args.get("dl") == "1", download_name=path.name)

@@ -123,12 +123,12 @@ def new_avatar(upload_id: str):
     form = AvatarForm()
     if pre is None or pre.status != "done":
         flash("the video is not preprocessed yet; wait for step 1 to finish", "error")
-        return redirect(url_for("studio.upload_detail", upload_id=up.id)), 400
+        return redirect(url_for("studio.upload_detail", upload_id=up.id))
     if not form.validate_on_submit() or form.quality.data not in QUALITY[form.family.data]:
         flash(
             "check the avatar settings: " + "; ".join(f"{k}: {v[0]}" for k, v in form.errors.items()), "error"
         )
-        return redirect(url_for("studio.upload_detail", upload_id=up.id)), 400
+        return redirect(url_for("studio.upload_detail", upload_id=up.id))
     settings = {
         "family": form.family.data,
         "quality": form.quality.data,
@@ -171,7 +171,7 @@ def cancel(job_id: str):
     job = owned(Job, job_id)
     if ActionForm().validate_on_submit():
         jobs.request_cancel(job)
-    return redirect(request.referrer or url_for("studio.index"))
+    return redirect(url_for("studio.job_detail", job_id=job.id))
 
 
 @bp.route("/jobs/<job_id>")
@@ -212,7 +212,7 @@ def reenact(avatar_id: str):
     if request.method == "POST":
         if train is None or train.status != "done":
             flash("the avatar is not trained yet; wait for step 2 to finish", "error")
-            return redirect(url_for("studio.reenact", avatar_id=av.id)), 400
+            return redirect(url_for("studio.reenact", avatar_id=av.id))
         params = _reenact_params(av, names)
         preview = request.form.get("action") == "preview"
         params["preview"] = preview
@@ -245,12 +245,12 @@ def cross(avatar_id: str):
     form = CrossForm()
     if train is None or train.status != "done" or not form.validate_on_submit():
         flash("choose a driving video (and wait for the avatar to finish training)", "error")
-        return redirect(url_for("studio.reenact", avatar_id=av.id)), 400
+        return redirect(url_for("studio.reenact", avatar_id=av.id))
     try:
         up = _save_upload(form.video.data, "driving", av.settings_dict.get("resolution", 256))
     except UploadError as e:
         flash(str(e), "error")
-        return redirect(url_for("studio.reenact", avatar_id=av.id)), 400
+        return redirect(url_for("studio.reenact", avatar_id=av.id))
     params = {
         "mode": "cross",
         "video": str(upload_dir(current_user.id, up.id) / up.stored_name),
