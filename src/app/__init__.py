@@ -14,7 +14,6 @@ from typing import Any
 from flask import Flask, render_template
 from flask_migrate import upgrade
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from src.app.config import load_settings
 from src.app.extensions import csrf, db, login_manager, migrate
@@ -70,13 +69,14 @@ def create_app(settings: dict[str, Any] | None = None, upgrade_db: bool = True) 
         resp.headers.setdefault("Referrer-Policy", "same-origin")
         return resp
 
-    if upgrade_db:
-        with app.app_context():
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+        if upgrade_db:
             upgrade(directory=MIGRATIONS)
     return app
 
 
-@event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     """SQLite: WAL (web and worker processes read while the other writes) and foreign keys."""
     if type(dbapi_conn).__module__.startswith("sqlite3"):
