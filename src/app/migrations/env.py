@@ -1,5 +1,4 @@
 import logging
-from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
@@ -8,9 +7,8 @@ from flask import current_app
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# No logging.config.fileConfig here: migrations run inside the app (and its tests) on start, and
+# reconfiguring logging there would disable the project's loggers.
 logger = logging.getLogger("alembic.env")
 
 
