@@ -1,7 +1,7 @@
 # Usual targets. `make install` is one resolver run plus the weight-only packages (see README).
 PY ?= python
 
-.PHONY: install test test-all test-slow test-slurm test-optuna slurm-local lint format bench baseline main clean
+.PHONY: install test test-all test-slow test-slurm test-optuna slurm-local test-browser browser-deps app lint format bench baseline main clean
 
 install:
 	$(PY) -m pip install -r requirements.txt
@@ -23,6 +23,17 @@ test-slurm: slurm-local
 
 test-optuna:
 	$(PY) -m pytest tests/test_optuna.py -m slow -q -s
+
+# The web app's browser test (also slow): Debian's chromium from apt, driven by Playwright.
+browser-deps:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+test-browser: browser-deps
+	$(PY) -m pytest -m browser -q -p no:cacheprovider
+
+# The avatar studio: web + worker on http://127.0.0.1:5000 (create a user first: python -m src.app create-user NAME)
+app:
+	$(PY) -m src.app
 
 test-all:
 	$(PY) -m pytest -q

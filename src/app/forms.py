@@ -1,0 +1,55 @@
+"""Flask-WTF forms (each carries a CSRF token; CSRFProtect also guards every other POST)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import IntegerField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length, NumberRange
+
+from src.app.pipeline import QUALITY, RESOLUTIONS
+
+
+class LoginForm(FlaskForm):
+    username = StringField("User name", validators=[DataRequired(), Length(max=80)])
+    password = PasswordField("Password", validators=[DataRequired()])
+    submit = SubmitField("Log in")
+
+
+class UploadForm(FlaskForm):
+    video = FileField("Video (mp4, mov or webm)", validators=[FileRequired()])
+    resolution = SelectField(
+        "Crop resolution (px)", choices=[(r, str(r)) for r in RESOLUTIONS], coerce=int, default=256
+    )
+    submit = SubmitField("Upload and preprocess")
+
+
+class AvatarForm(FlaskForm):
+    name = StringField("Name", default="my avatar", validators=[Length(max=120)])
+    family = SelectField(
+        "Family",
+        choices=[
+            ("mesh", "Mesh avatar (3D mesh + texture, exportable)"),
+            ("image", "Image avatar (StyleGAN2 generator)"),
+        ],
+    )
+    quality = SelectField("Training length", choices=[(q, q) for q in QUALITY["mesh"]], default="standard")
+    n_identity = IntegerField("Identity shapes", default=100, validators=[NumberRange(1, 100)])
+    texture_size = SelectField(
+        "Texture size (mesh export)",
+        choices=[(s, str(s)) for s in (256, 512, 1024, 2048)],
+        coerce=int,
+        default=1024,
+    )
+    submit = SubmitField("Build the avatar")
+
+
+class ActionForm(FlaskForm):
+    """A button-only form (cancel, delete): just the CSRF token."""
+
+    submit = SubmitField("Go")
+
+
+class CrossForm(FlaskForm):
+    video = FileField("Driving video", validators=[FileRequired()])
+    submit = SubmitField("Upload and reenact")

@@ -1,0 +1,27 @@
+"""Blueprints: auth (login), studio (the three steps), files (owner-only downloads), api (job status)."""
+
+from __future__ import annotations
+
+from flask import Flask, abort
+from flask_login import current_user
+
+from src.app.extensions import db
+
+
+def owned(model, obj_id: str):
+    """The row ``obj_id`` of ``model`` if the logged-in user owns it; 404 otherwise (no hint it exists)."""
+    obj = db.session.get(model, obj_id) if obj_id and len(obj_id) <= 36 else None
+    if obj is None or obj.user_id != current_user.id:
+        abort(404)
+    return obj
+
+
+def register_blueprints(app: Flask) -> None:
+    """Attach every blueprint to ``app``."""
+    from src.app.views.api import bp as api
+    from src.app.views.auth import bp as auth
+    from src.app.views.files import bp as files
+    from src.app.views.studio import bp as studio
+
+    for bp in (auth, studio, files, api):
+        app.register_blueprint(bp)

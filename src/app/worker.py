@@ -1,0 +1,231 @@
+"""The worker: takes queued jobs from the database one at a time (``WORKER_SLOTS``) and runs their steps.
+
+Each step is a project entry point run as a subprocess in its own process group, its output appended to
+the job folder's ``job.log``; the worker beats a heartbeat into the job row, reports progress (training:
+epoch, loss, stage, ETA, latest validation image from the run folder), and stops the process group when
+the user cancels. Run it with ``python -m src.app worker``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from src.app import jobs
+from src.app.extensions import db
+from src.app.models import Job, JSONText, utcnow
+from src.app.pipeline import QUALITY, job_steps
+from src.app.steps import CALLS
+from src.app.storage import job_dir
+
+log = logging.getLogger(__name__)
+TAIL_BYTES = 6000
+
+
+def read_tail(path: Path, n: int = TAIL_BYTES) -> str:
+    """The last ``n`` bytes of a text file ('' if missing), progress-bar carriage returns folded."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - n))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines())
+
+
+def training_progress(p: dict[str, Any], jdir: Path, started: float) -> dict[str, Any]:
+    """Epoch, loss, stage, ETA and the latest validation image of a training run, from its run folder."""
+    run = jdir / "run"
+    q = QUALITY[p["family"]][p["quality"]]
+    max_epochs = sum(q) if isinstance(q, tuple) else q
+    out: dict[str, Any] = {"max_epochs": max_epochs}
+    rows: list[dict[str, str]] = []
+    for f in sorted(run.glob("csv/version_*/metrics.csv")):
+        with open(f, newline="") as fh:
+            rows += list(csv.DictReader(fh))
+    epochs = [int(r["epoch"]) for r in rows if r.get("epoch")]
+    if epochs:
+        current = min(max(epochs), max_epochs - 1)  # 0-based epoch in progress (test rows log max_epochs)
+        out["epoch"] = current + 1
+        if p["family"] == "mesh":
+            out["stage"] = "texture" if current < q[0] else "joint"
+        if current > 0:
+            out["eta_s"] = round((time.time() - started) / current * (max_epochs - current))
+    losses = [r for r in rows if r.get("train/loss")]
+    if losses:
+        out["loss"] = round(float(losses[-1]["train/loss"]), 5)
+    images = sorted(run.glob("images/val_epoch_*.png"))
+    if images:
+        out["val_image"] = images[-1].relative_to(jdir).as_posix()
+    return out
+
+
+class Worker:
+    """Runs queued jobs of the app's database.
+
+    Args:
+        app: the Flask app (for its config and database).
+        worker_id: a name for this worker (default: host, pid and a random suffix).
+    """
+
+    def __init__(self, app: Flask, worker_id: str | None = None) -> None:
+        self.app = app
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stop = threading.Event()
+        self.threads: dict[str, threading.Thread] = {}
+
+    def run_forever(self) -> None:
+        """Recover interrupted jobs, then keep up to ``WORKER_SLOTS`` jobs running until :attr:`stop`."""
+        cfg = self.app.config
+        last_recover = 0.0
+        while not self.stop.is_set():
+            self.threads = {k: t for k, t in self.threads.items() if t.is_alive()}
+            with self.app.app_context():
+                if time.time() - last_recover > cfg["STALE_S"] / 2:
+                    for job in jobs.recover_stale():
+                        log.warning(
+                            "job %s was interrupted: now %s (%s)", job.id, job.status, job.error or job.note
+                        )
+                    last_recover = time.time()
+                while len(self.threads) < cfg["WORKER_SLOTS"]:
+                    job = jobs.claim_next(self.id)
+                    if job is None:
+                        break
+                    t = threading.Thread(target=self.run_job, args=(job.id,), daemon=True)
+                    self.threads[job.id] = t
+                    t.start()
+            self.stop.wait(cfg["WORKER_POLL_S"])
+        for t in self.threads.values():
+            t.join()
+
+    def run_once(self) -> str | None:
+        """Claim and run one queued job in this thread; its id, or None if the queue is empty (tests)."""
+        with self.app.app_context():
+            job = jobs.claim_next(self.id)
+            job_id = job.id if job else None
+        if job_id:
+            self.run_job(job_id)
+        return job_id
+
+    def run_job(self, job_id: str) -> None:
+        """Run the remaining steps of a claimed job; leave it done, failed (with its reason) or cancelled."""
+        with self.app.app_context():
+            job = db.session.get(Job, job_id)
+            jdir = job_dir(job.user_id, job.id)
+            jdir.mkdir(parents=True, exist_ok=True)
+            logfile = jdir / "job.log"
+            with open(logfile, "a") as fh:
+                fh.write(f"=== {utcnow().isoformat()} worker {self.id}, attempt {job.attempts}\n")
+            try:
+                status, error = self._steps(job, jdir, logfile)
+            except Exception as e:  # a bug or a broken file in an in-process step: keep the job's record
+                with open(logfile, "a") as fh:
+                    fh.write(traceback.format_exc())
+                status, error = "failed", f"{type(e).__name__}: {e}"
+            db.session.refresh(job)
+            job.status, job.error, job.log_tail, job.pid = status, error, read_tail(logfile), None
+            if status == "queued":
+                job.worker_id, job.note = None, "the worker was stopped; the job resumes on its next start"
+            else:
+                job.finished_at = utcnow()
+            db.session.commit()
+            log.info("job %s (%s): %s %s", job.id, job.kind, status, error or "")
+
+    def _steps(self, job: Job, jdir: Path, logfile: Path) -> tuple[str, str | None]:
+        cfg = self.app.config
+        params = job.params_dict
+        steps = job_steps(cfg, job.kind, params, jdir)
+        progress = job.progress_dict
+        done = int(progress.get("steps_done", 0))
+        for i, step in enumerate(steps):
+            if i < done:
+                continue
+            progress.update(step=step["name"], step_index=i + 1, n_steps=len(steps))
+            job.progress = JSONText.dump(progress)
+            db.session.commit()
+            if "call" in step:
+                progress.update(CALLS[step["call"]](params, jdir) or {})
+            else:
+                status, error = self._subprocess(job, step, jdir, logfile, progress)
+                if status != "done":
+                    return status, error
+            progress["steps_done"] = i + 1
+            job.progress = JSONText.dump(progress)
+            db.session.commit()
+        progress.pop("eta_s", None)
+        progress["step"] = "finished"
+        job.progress = JSONText.dump(progress)
+        db.session.commit()
+        return "done", None
+
+    def _subprocess(
+        self, job: Job, step: dict, jdir: Path, logfile: Path, progress: dict
+    ) -> tuple[str, str | None]:
+        cfg = self.app.config
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline", "AVATAR_APP_JOB": job.id}
+        with open(logfile, "a") as fh:
+            fh.write(f"--- step {step['name']}: {' '.join(step['argv'][1:])}\n")
+            fh.flush()
+            proc = subprocess.Popen(
+                step["argv"],
+                cwd=cfg["PROJECT_ROOT"],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+            )
+        job.pid = proc.pid
+        db.session.commit()
+        started, last_beat = time.time(), 0.0
+        while proc.poll() is None:
+            time.sleep(0.5)
+            if time.time() - last_beat < cfg["HEARTBEAT_S"]:
+                continue
+            last_beat = time.time()
+            db.session.refresh(job)
+            if job.cancel_requested:
+                self._terminate(proc)
+                return "cancelled", "cancelled by the user"
+            if self.stop.is_set():  # the worker is shutting down: stop the step, requeue the job
+                self._terminate(proc)
+                return "queued", None
+            if step["name"] == "train":
+                progress.update(training_progress(job.params_dict, jdir, started))
+                job.progress = JSONText.dump(progress)
+            job.heartbeat_at, job.log_tail = utcnow(), read_tail(logfile)
+            db.session.commit()
+        if step["name"] == "train":
+            progress.update(training_progress(job.params_dict, jdir, started))
+        if proc.returncode != 0:
+            text = read_tail(logfile, 20000)
+            reason = (
+                jobs.error_line(text)
+                or f"{step['name']} stopped with exit code {proc.returncode}; see the log"
+            )
+            return "failed", reason
+        return "done", None
+
+    @staticmethod
+    def _terminate(proc: subprocess.Popen) -> None:
+        """SIGTERM the step's process group, SIGKILL after 10 s."""
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
