@@ -186,7 +186,9 @@ def test_ablation_multirun_writes_one_comparison_table(subject32, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads((sweep / "comparison" / "comparison.json").read_text())
     assert [r["run"].split()[0] for r in rows] == ["ablation=no_cos", "ablation=no_mrf"]
-    assert all(r["num_frames"] == 2 and 5 < r["psnr"] < 60 and 0 < r["ssim"] <= 1 for r in rows)
+    # after two steps the averaged generator (half-life 500 images) is still close to its initialisation:
+    # the rows must hold finite, in-range scores of both runs, not good ones
+    assert all(r["num_frames"] == 2 and 3 < r["psnr"] < 60 and -1 <= r["ssim"] <= 1 for r in rows)
     table = (sweep / "comparison" / "comparison.md").read_text()
     assert table.splitlines()[0].startswith("| run | SSIM↑ | PSNR↑ | LPIPS↓ | FID↓")
     from evaluate import run_sweep  # the same table again, from evaluate.py

@@ -149,10 +149,11 @@ def test_photometric_refinement_runs(tiny_subject, ict_model, tmp_path):
 
 
 def test_overlay_hidden_regions_come_from_the_caller_or_the_head_model(ict_model):
-    from src.headmodel.ict import ICT_OVERLAY_REGIONS
+    from src.headmodel.regions import ICT_OVERLAY_REGIONS
     from src.tracking.overlay import hidden_regions
 
-    default = hidden_regions(ict_model)
-    assert default and set(default) <= set(ICT_OVERLAY_REGIONS) & set(ict_model.region_names)
+    default = hidden_regions(ict_model)  # the head model's own list: overlays and eyelash shells
+    assert default == [r for r in ict_model.hidden_regions if r in ict_model.region_names]
+    assert set(ICT_OVERLAY_REGIONS) & set(ict_model.region_names) <= set(default)
     assert hidden_regions(ict_model, ["face", "no_such_region"]) == ["face"]
     assert hidden_regions(ict_model, []) == []
