@@ -145,3 +145,36 @@ def test_disabled_metrics_and_bad_shapes():
         metrics.update(pred, target[:, :2])
     metrics.update(pred, target, mask[:, 0])  # (B,H,W) masks are accepted
     assert metrics.compute()["sources"] == {"lpips": "disabled", "fid": "disabled", "csim": "disabled"}
+
+
+def test_padded_pixels_count_nowhere():
+    """A crop padded past the video frame: PSNR/SSIM average over the valid pixels only (against a loop),
+    the networks see no error there, and an all-valid map changes nothing."""
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(2, 3, 24, 24, generator=g), torch.rand(2, 3, 24, 24, generator=g)
+    mask = (torch.rand(2, 1, 24, 24, generator=g) > 0.5).float()
+    valid = torch.ones(2, 1, 24, 24)
+    valid[..., :6] = 0
+    m = ImageMetrics(lpips=False, fid=False, csim=False)
+    m.update(pred, target, mask, valid=valid)
+    got = m.compute()
+    psnr, psnr_m = [], []
+    for b in range(2):
+        err = [(pred[b, c, y, x] - target[b, c, y, x]).item() ** 2 for c in range(3) for y in range(24)
+               for x in range(6, 24)]  # fmt: skip
+        psnr.append(-10 * np.log10(np.mean(err)))
+        err_m = [(pred[b, c, y, x] - target[b, c, y, x]).item() ** 2 for c in range(3) for y in range(24)
+                 for x in range(6, 24) if mask[b, 0, y, x] > 0]  # fmt: skip
+        psnr_m.append(-10 * np.log10(np.mean(err_m)))
+    assert got["psnr"] == pytest.approx(np.mean(psnr), abs=1e-6)
+    assert got["psnr_masked"] == pytest.approx(np.mean(psnr_m), abs=1e-6)
+    spoiled = pred.clone()
+    spoiled[..., :6] = 1 - target[..., :6]  # anything at all on the padded pixels
+    m2 = ImageMetrics(lpips=False, fid=False, csim=False)
+    m2.update(spoiled, target, mask, valid=valid)
+    assert m2.compute()["ssim"] == pytest.approx(got["ssim"], abs=1e-9)
+    a, b = ImageMetrics(lpips=False, fid=False, csim=False), ImageMetrics(lpips=False, fid=False, csim=False)
+    a.update(pred, target, mask)
+    b.update(pred, target, mask, valid=torch.ones(2, 1, 24, 24))
+    ra, rb = a.compute(), b.compute()
+    assert all(ra[k] == rb[k] for k in ("psnr", "ssim", "psnr_masked", "ssim_masked"))

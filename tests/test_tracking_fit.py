@@ -157,3 +157,30 @@ def test_overlay_hidden_regions_come_from_the_caller_or_the_head_model(ict_model
     assert set(ICT_OVERLAY_REGIONS) & set(ict_model.region_names) <= set(default)
     assert hidden_regions(ict_model, ["face", "no_such_region"]) == ["face"]
     assert hidden_regions(ict_model, []) == []
+
+
+def test_invisible_landmarks_count_nowhere(tiny_subject, ict_model):
+    """Landmarks marked invisible (an occluder, a padded crop) are moved by 25 px: with their visibility
+    the fit matches the clean fit on the rest; without it, they pull the fit away."""
+    meta = json.loads((tiny_subject / "meta.json").read_text())
+    obs = np.load(tiny_subject / "landmarks68.npy").astype(np.float32)
+    size = int(meta["height"])
+    cfg = {**tracking_config(FAST), "jaw_weight": 1.0, "noise_px": 0.5}
+    cfg["focal"] = {**cfg["focal"], "fov_deg": float(meta.get("fov_deg", 24.0))}
+    hidden = np.zeros(obs.shape[:2], bool)
+    hidden[:, 48:60] = True  # the outer lips, as a hand over the mouth would cover them
+    spoiled = obs.copy()
+    spoiled[hidden] += 25.0 * size / 256
+
+    def fit(observed, visible):
+        tk = Tracker(ict_model, observed, size, cfg, None, visible)
+        tk.initialise()
+        tk.run_stage("rigid", 60)
+        tk.run_stage("full", 200)
+        with torch.no_grad():
+            return (tk.landmarks2d().numpy() - obs)[~hidden]  # error on the points that stayed clean
+
+    clean = np.abs(fit(obs, None)).mean()
+    masked = np.abs(fit(spoiled, (~hidden).astype(np.float32))).mean()
+    pulled = np.abs(fit(spoiled, None)).mean()
+    assert masked < 1.5 * clean + 0.05 and pulled > masked + 0.1

@@ -27,6 +27,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from src.core.layout import LayoutError, SubjectLayout
 from src.utils.io import read_png
@@ -79,6 +80,45 @@ def read_background(
             "fixed camera and preprocess with preprocess.background=plate"
         )
     return None
+
+
+def warp_plate(plate: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    """The plate as frames see it: torch's (differentiable, batched) version of what :func:`read_background`
+    does with ``cv2.warpAffine(plate, A, ..., INTER_LINEAR, BORDER_REPLICATE)``.
+
+    Args:
+        plate: (3,H,W) or (1,3,H,W) background in the first frame's pixels.
+        motion: (B,2,3) affine maps from first-frame pixels (pixel centres at integers, as OpenCV) to each
+            frame's pixels.
+
+    Returns:
+        (B,3,H,W) plates; a pixel that maps outside the plate takes the nearest border value.
+    """
+    plate = plate[None] if plate.dim() == 3 else plate
+    B, (H, W) = motion.shape[0], plate.shape[-2:]
+    A = torch.cat([motion.to(plate), motion.new_tensor([0.0, 0.0, 1.0]).to(plate).expand(B, 1, 3)], 1)
+    inv = torch.linalg.inv(A)[:, :2]  # frame pixel -> plate pixel
+    ys, xs = torch.meshgrid(
+        torch.arange(H, device=plate.device, dtype=plate.dtype),
+        torch.arange(W, device=plate.device, dtype=plate.dtype),
+        indexing="ij",
+    )
+    pts = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(1, -1, 3)  # (1,HW,3)
+    src = pts @ inv.transpose(1, 2)  # (B,HW,2) plate pixels
+    grid = torch.stack([2 * src[..., 0] / max(W - 1, 1) - 1, 2 * src[..., 1] / max(H - 1, 1) - 1], -1)
+    return F.grid_sample(
+        plate.expand(B, -1, -1, -1), grid.view(B, H, W, 2), mode="bilinear", padding_mode="border",
+        align_corners=True,
+    )  # fmt: skip
+
+
+def read_background_motion(layout: SubjectLayout, meta: dict | None = None) -> torch.Tensor | None:
+    """(N,2,3) float32 camera motion of every frame (see :func:`warp_plate`), or None without a plate (or
+    without motion: a plate estimated for a still camera has identity maps)."""
+    meta = layout.read_meta() if meta is None else meta
+    if not meta.get("available", {}).get("background") or not layout.background_motion_path.exists():
+        return None
+    return torch.from_numpy(np.load(layout.background_motion_path).astype(np.float32))
 
 
 def read_landmark_visibility(

@@ -34,6 +34,10 @@ class SubjectData:
         splits: {"train", "val", "test"} -> frame numbers of each split.
         gt_vertices: (N,V,3) float32 true posed vertices in metres, or None (real videos).
         fps: frame rate of the sequence (None when unknown).
+        background: (3,H,W) float background plate in [0,1] in the first frame's pixels (a real video
+            filmed with a still camera), or None.
+        background_motion: (N,2,3) float affine maps from plate pixels to each frame's (camera shake, see
+            :func:`src.core.streams.warp_plate`), or None (the plate as it is for every frame).
         root: the subject folder (for messages; models never read files from it).
     """
 
@@ -42,6 +46,8 @@ class SubjectData:
     splits: Mapping[str, tuple[int, ...]]
     gt_vertices: torch.Tensor | None = None
     fps: float | None = None
+    background: torch.Tensor | None = None
+    background_motion: torch.Tensor | None = None
     root: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -73,6 +79,18 @@ class SubjectData:
                     f"SubjectData.gt_vertices must be ({n},V,3) for {n} frames; got {tuple(gt.shape)}"
                 )
             object.__setattr__(self, "gt_vertices", gt)
+        if self.background is not None:
+            bg = torch.as_tensor(self.background, dtype=torch.float32)
+            if bg.shape != (3, h, w):
+                raise SubjectDataError(f"SubjectData.background must be (3,{h},{w}); got {tuple(bg.shape)}")
+            object.__setattr__(self, "background", bg)
+        if self.background_motion is not None:
+            mo = torch.as_tensor(self.background_motion, dtype=torch.float32)
+            if mo.shape != (n, 2, 3):
+                raise SubjectDataError(
+                    f"SubjectData.background_motion must be ({n},2,3); got {tuple(mo.shape)}"
+                )
+            object.__setattr__(self, "background_motion", mo)
         if self.root is not None:
             object.__setattr__(self, "root", Path(self.root))
 

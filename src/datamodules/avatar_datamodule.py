@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from src.core.layout import LayoutError, SubjectLayout
+from src.core.streams import read_background, read_background_motion
 from src.core.subject import SubjectData
 from src.datamodules.dataset import SubjectFrames
 from src.datamodules.synthetic.generate import config_hash, generate_subject
@@ -152,6 +153,8 @@ class AvatarDataModule(pl.LightningDataModule):
             splits=self.splits,
             gt_vertices=torch.from_numpy(gt) if gt is not None else None,
             fps=self.meta.get("fps"),
+            background=read_background(self.layout, meta=self.meta),
+            background_motion=read_background_motion(self.layout, self.meta),
             root=self.root,
         )
 

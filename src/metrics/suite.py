@@ -15,6 +15,9 @@ foreground mask in [0,1], binary expected, soft values act as weights):
   2048x2048 covariance).
 * ``*_masked`` for SSIM/LPIPS/FID: the same on both images composited onto black with the ground-truth
   mask (``p * m``, ``t * m``).
+* ``valid`` (a real video's crop padded past the frame): PSNR and SSIM average over the valid pixels only
+  (``psnr_masked`` over mask x valid); LPIPS, FID and CSIM see the prediction with the target's values on
+  the padded pixels, so padding adds no error anywhere.
 * ``csim``: identity similarity, the mean cosine of dlib face descriptors of prediction and ground truth
   on chips aligned on the ground truth's 68 landmarks (:mod:`src.metrics.csim`; unmasked only: the
   descriptor was trained on faces in their surroundings). Without landmarks: a fixed centred crop;
@@ -72,11 +75,12 @@ class PSNRMetric(Metric):
         self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        """Accumulate (B,3,H,W) images in [0,1] (and a (B,1,H,W) mask when ``masked``)."""
+        """Accumulate (B,3,H,W) images in [0,1] (and a (B,1,H,W) mask when ``masked``; an unmasked PSNR
+        given a mask weighs pixels by it: the valid pixels of a padded crop)."""
         sq = (pred.double() - target.double()).pow(2)
-        if self.masked:
-            if mask is None:
-                raise ValueError("masked PSNR needs a mask")
+        if self.masked and mask is None:
+            raise ValueError("masked PSNR needs a mask")
+        if mask is not None:
             m = mask.double().expand_as(sq)
             weight = m.sum(dim=(1, 2, 3))
             keep = weight > 0
@@ -106,8 +110,9 @@ class SSIMMetric(Metric):
         self.add_state("sum_ssim", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Accumulate (B,3,H,W) images in [0,1] (H and W at least 11)."""
+    def update(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> None:
+        """Accumulate (B,3,H,W) images in [0,1] (H and W at least 11); ``weight`` (B,1,H,W): average the
+        SSIM map over these pixels only (the valid pixels of a padded crop)."""
         _, full = structural_similarity_index_measure(
             pred,
             target,
@@ -118,7 +123,12 @@ class SSIMMetric(Metric):
             return_full_image=True,
         )
         pad = 5  # (11 - 1) // 2: border where the gaussian window leaves the image
-        per_image = full[..., pad:-pad, pad:-pad].double().mean(dim=(1, 2, 3))
+        full = full[..., pad:-pad, pad:-pad].double()
+        if weight is None:
+            per_image = full.mean(dim=(1, 2, 3))
+        else:
+            w = weight[..., pad:-pad, pad:-pad].double().expand_as(full)
+            per_image = (full * w).sum(dim=(1, 2, 3)) / w.sum(dim=(1, 2, 3)).clamp_min(1e-12)
         self.sum_ssim += per_image.sum()
         self.total += per_image.numel()
 
@@ -244,6 +254,7 @@ class ImageMetrics(nn.Module):
         target: torch.Tensor,
         mask: torch.Tensor | None = None,
         landmarks: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> None:
         """Accumulate a batch.
 
@@ -253,13 +264,22 @@ class ImageMetrics(nn.Module):
             mask: optional (B,1,H,W) or (B,H,W) ground-truth foreground mask in [0,1].
             landmarks: optional (B,68,2) ground-truth landmarks (pixels, project convention) for CSIM's
                 alignment; non-finite rows = no face (left out of CSIM); None = fixed centred crop.
+            valid: optional (B,1,H,W) pixels that exist in the video (0 where a crop was padded past the
+                frame): PSNR and SSIM average over them only; for the networks (LPIPS, FID, CSIM) the
+                prediction takes the target's values there, so those pixels add no error.
         """
         if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
             raise ValueError(
                 f"pred/target must both be (B,3,H,W); got {tuple(pred.shape)}, {tuple(target.shape)}"
             )
         pred, target = pred.float().clamp(0, 1), target.float().clamp(0, 1)
-        self._update_set("", pred, target)
+        if valid is not None:
+            valid = valid.to(pred).clamp(0, 1)
+            if bool((valid >= 1).all()):
+                valid = None
+            else:
+                pred = pred * valid + target * (1 - valid)
+        self._update_set("", pred, target, valid)
         if "csim" in self.metrics:
             self.metrics["csim"].update(pred, target, landmarks)
         if mask is not None and self.masked:
@@ -270,13 +290,15 @@ class ImageMetrics(nn.Module):
                     f"mask must be (B,1,H,W) matching {tuple(pred.shape)}; got {tuple(mask.shape)}"
                 )
             mask = mask.to(pred).clamp(0, 1)
+            if valid is not None:
+                mask = mask * valid
             self.metrics["psnr_masked"].update(pred, target, mask)
-            self._update_set("_masked", pred * mask, target * mask)
+            self._update_set("_masked", pred * mask, target * mask, valid)
 
-    def _update_set(self, sfx: str, pred: torch.Tensor, target: torch.Tensor) -> None:
+    def _update_set(self, sfx: str, pred: torch.Tensor, target: torch.Tensor, valid=None) -> None:
         if not sfx:
-            self.metrics["psnr"].update(pred, target)
-        self.metrics["ssim" + sfx].update(pred, target)
+            self.metrics["psnr"].update(pred, target, valid)
+        self.metrics["ssim" + sfx].update(pred, target, valid)
         if "lpips" + sfx in self.metrics:
             self.metrics["lpips" + sfx].update(pred, target)
         if "fid" + sfx in self.metrics and "fid" not in self.paused:

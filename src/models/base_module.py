@@ -17,6 +17,7 @@ score every batch through the same :meth:`AvatarModule.score_batch` (see :mod:`s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -57,6 +58,9 @@ class AvatarModule(AvatarMixin, pl.LightningModule):
         self.subject: SubjectData | None = None
         self.splits: dict[str, tuple[int, ...]] = {}
         self.data_config: dict[str, Any] | None = None
+        # the checkpoint these weights came from (set by load_avatar and the test loop); held-out fits
+        # are stored beside it and reused
+        self.checkpoint_file: Path | None = None
 
     # ---------------------------------------------------------------- data handed to the model
     def attach(self, subject: SubjectData, data_config: Mapping[str, Any] | None = None) -> None:
@@ -83,6 +87,10 @@ class AvatarModule(AvatarMixin, pl.LightningModule):
         self.splits = dict(subject.splits)
         if data_config is not None:
             self.data_config = to_plain(data_config)
+        self.on_subject(subject)
+
+    def on_subject(self, subject: SubjectData) -> None:
+        """Called at the end of :meth:`attach` (a family takes what else it uses of the subject)."""
 
     def on_frames_ready(self, state_dict: Tensors | None = None) -> None:
         """Called once the frame parameters are known (attach) or about to be restored (checkpoint)."""
@@ -147,8 +155,9 @@ class AvatarModule(AvatarMixin, pl.LightningModule):
             verts = out[Out.VERTICES][:, ids]
             gt = self.subject.gt_vertices[batch[Batch.INDEX].cpu()][:, ids.cpu()].to(verts)
         scores.update(
-            pred, batch[Batch.IMAGE], batch.get(Batch.MASK), verts, gt, batch.get(Batch.LANDMARKS68)
-        )
+            pred, batch[Batch.IMAGE], batch.get(Batch.MASK), verts, gt, batch.get(Batch.LANDMARKS68),
+            batch.get(Batch.VALID),
+        )  # fmt: skip
         return {**out, Out.IMAGE: pred}
 
     def _has_ground_truth_geometry(self) -> bool:
@@ -180,6 +189,11 @@ class AvatarModule(AvatarMixin, pl.LightningModule):
         return self._eval_step(batch, "test", self.test_scores)
 
     def on_test_start(self) -> None:
+        if self.trainer.ckpt_path:  # the checkpoint being scored (held-out fits are stored beside it)
+            self.checkpoint_file = Path(self.trainer.ckpt_path)
+        else:  # the weights in memory: those the run's last checkpoint holds
+            last = [cb.path for cb in self.trainer.callbacks if type(cb).__name__ == "LastCheckpoint"]
+            self.checkpoint_file = last[0] if last and Path(last[0]).is_file() else None
         loader = self.trainer.test_dataloaders
         if isinstance(loader, DataLoader):  # every test frame in order, not just this process's shard
             loader = DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=False)

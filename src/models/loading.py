@@ -51,6 +51,7 @@ def load_avatar(
     cls = hydra.utils.get_class(ckpt["model_target"])
     model = cls.load_from_checkpoint(path, map_location=map_location)
     model.eval()
+    model.checkpoint_file = path
     if not with_data:
         return model, None
     dm = hydra.utils.instantiate(dict(ckpt["data_config"], **(data_overrides or {})))

@@ -72,6 +72,7 @@ class SplitScores(nn.Module):
         vertices: torch.Tensor | None = None,
         gt_vertices: torch.Tensor | None = None,
         landmarks: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> None:
         """Accumulate a batch.
 
@@ -79,8 +80,9 @@ class SplitScores(nn.Module):
             pred, target: (B,3,H,W) in [0,1]; mask: (B,1,H,W) ground-truth matte or None.
             vertices, gt_vertices: (B,K,3) predicted and true scored vertices (metres), or None.
             landmarks: (B,68,2) the frames' landmarks (CSIM's face alignment), or None.
+            valid: (B,1,H,W) pixels inside the video frame (see :meth:`ImageMetrics.update`), or None.
         """
-        self.images.update(pred, target, mask, landmarks)
+        self.images.update(pred, target, mask, landmarks, valid)
         if vertices is not None and gt_vertices is not None:
             self.geometry.update(vertices, gt_vertices)
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from src.core.layout import SubjectLayout
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.reenact.cameras import orbit_cameras, parse_image_size, subject_cameras
+from src.reenact.measure import measure_cross, reference_frames
 from src.reenact.presets import mix_presets, preset_sequence, preset_vectors
 from src.reenact.sequences import (
     ParamSequence,
@@ -283,6 +284,8 @@ def reenact(model, dm, cfg: Mapping[str, Any], out_dir: str | Path) -> dict[str,
     seq, cameras, info = build_sequence(cfg, model, dm)
     fps = cfg.get("fps") or (dm.meta.get("fps") if dm is not None and dm.meta else None) or 25.0
     video_path = out / f"{cfg.get('name') or info['mode']}.mp4"
+    measure = info["mode"] == "cross" and bool((cfg.get("measure") or {}).get("enabled", False))
+    kept: list[np.ndarray] = []
     i = 0
     with VideoWriter(video_path, float(fps), int(cfg.get("crf", 18))) as video:
         for images in render_sequence(
@@ -293,11 +296,56 @@ def reenact(model, dm, cfg: Mapping[str, Any], out_dir: str | Path) -> dict[str,
                 write_frames(out / "frames", batch, start=i)
             for frame in batch:
                 video.append(frame)
+            if measure:
+                kept.append(np.asarray(batch))
             i += len(batch)
     cams = {k: getattr(cameras, k).detach().cpu().numpy() for k in ("K", "R", "t")}
     write_npz(out / "sequence.npz", **seq.numpy(), **cams)
     info.update(fps=float(fps), video=str(video_path))
     info["frames_dir"] = str(out / "frames") if cfg.get("write_frames", True) else None
+    if measure:
+        metrics = measure_cross_run(model, dm, cfg, seq, cameras, np.concatenate(kept), info)
+        write_json(out / "cross_metrics.json", metrics)
+        info["cross_metrics"] = str(out / "cross_metrics.json")
+        log.info("cross-reenactment: %s", {k: v for k, v in metrics.items() if isinstance(v, float)})
     write_json(out / "reenact.json", info)
     log.info("wrote %d frames to %s", info["n_frames"], video_path)
     return info
+
+
+def measure_cross_run(
+    model, dm, cfg: Mapping[str, Any], seq: ParamSequence, cameras: Cameras, frames: np.ndarray, info: dict
+) -> dict[str, Any]:
+    """Measure a rendered cross-reenactment (:func:`src.reenact.measure.measure_cross`).
+
+    The avatar's identity comes from its own training frames (``dm``), the driver's from the source
+    subject's frames (when ``source`` is a subject folder; a bare .npz has no images, so no driver CSIM),
+    the driver's expression from the source parameters of the rendered frames.
+
+    Args:
+        frames: (N,H,W,3) uint8 rendered frames.
+        info: the reenactment's info dict (source_frames).
+    """
+    mcfg = cfg.get("measure") or {}
+    if dm is None or not getattr(dm, "splits", None):
+        raise ReenactError("measuring a cross-reenactment needs the avatar's data (its training frames)")
+    count = int(mcfg.get("reference_frames", 16))
+    avatar_refs = reference_frames(dm.layout, dm.splits["train"], count)
+    sidx = list(info["source_frames"])
+    source = Path(cfg["source"])
+    driver = SubjectLayout(source) if source.is_dir() else None
+    has_frames = driver is not None and driver.landmarks68_path.is_file() and (source / "frames").is_dir()
+    driver_refs = reference_frames(driver, sidx, count) if has_frames else None  # a params file: no images
+    src = load_source_params(source, cfg.get("source_params", "auto"))
+    identity = avatar_params(model)["identity"].cpu()
+    retrack = {
+        "headmodel": model.headmodel.cpu() if hasattr(model.headmodel, "cpu") else model.headmodel,
+        "identity": identity, "cameras": cameras.to("cpu"), "rotation": seq.rotation.cpu(),
+        "translation": seq.translation.cpu(), "tracking": mcfg.get("tracking") or {},
+        "steps": int(mcfg.get("retrack_steps", 300)),
+    }  # fmt: skip
+    res = measure_cross(frames, avatar_refs, driver_refs, src["expression"][sidx], retrack)
+    res.update(
+        avatar_frames=len(avatar_refs[0]), driver_frames=0 if driver_refs is None else len(driver_refs[0])
+    )
+    return res

@@ -148,9 +148,13 @@ class Tracker(nn.Module):
         cfg: tracking config (conf/tracking/default.yaml) with ``jaw_weight`` and ``noise_px`` resolved to
             numbers (:func:`src.tracking.run.resolve_auto`).
         gaps: (N-1,) frame distance between consecutive frames (smoothness is divided by it), or None.
+        visible: (N,68) weights, 0 for landmarks on padded crop pixels or under an occluder (they count
+            nowhere), or None (all count).
     """
 
-    def __init__(self, headmodel, observed: np.ndarray, size: int, cfg: dict[str, Any], gaps=None) -> None:
+    def __init__(
+        self, headmodel, observed: np.ndarray, size: int, cfg: dict[str, Any], gaps=None, visible=None
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.size = int(size)
@@ -161,6 +165,8 @@ class Tracker(nn.Module):
         w = torch.ones(68)
         w[:17] = float(cfg["jaw_weight"])
         self.register_buffer("point_w", w / w.mean())
+        vis = torch.ones(n, 68) if visible is None else torch.as_tensor(visible, dtype=torch.float32)
+        self.register_buffer("visible", vis)
         g = torch.ones(max(n - 1, 0)) if gaps is None else torch.as_tensor(gaps, dtype=torch.float32)
         self.register_buffer("gap_w", 1.0 / g.clamp_min(1))
         hm = headmodel
@@ -216,7 +222,7 @@ class Tracker(nn.Module):
         w = self.cfg["weights"]
         r = torch.sqrt(((self.landmarks2d() - self.obs) * (256.0 / self.size)).pow(2).sum(-1) + 1e-8)
         sigma2 = float(self.cfg["noise_px"]) ** 2  # the priors weigh more against noisier landmarks
-        terms = {"landmarks": (_huber(r, self.cfg["huber_px"]) * self.point_w).mean() / sigma2}
+        terms = {"landmarks": (_huber(r, self.cfg["huber_px"]) * self.point_w * self.visible).mean() / sigma2}
         terms["identity"] = w["identity"] * self.identity.pow(2).sum()
         e = self.expression
         terms["expression"] = (
@@ -309,7 +315,7 @@ class Tracker(nn.Module):
 
 
 def focal_search(
-    headmodel, observed: np.ndarray, size: int, cfg: dict[str, Any], gaps=None
+    headmodel, observed: np.ndarray, size: int, cfg: dict[str, Any], gaps=None, visible=None
 ) -> dict[str, Any]:
     """Choose the field of view whose fit explains the landmarks best.
 
@@ -330,7 +336,7 @@ def focal_search(
     losses = []
     for fov in tqdm(fovs, desc="tracking: focal search", unit="fov"):
         c = {**cfg, "focal": {**fc, "fov_deg": fov}, "optimize_focal": False}
-        tk = Tracker(headmodel, observed[sub], size, c, sub_gaps)
+        tk = Tracker(headmodel, observed[sub], size, c, sub_gaps, None if visible is None else visible[sub])
         tk.initialise()
         tk.run_stage("rigid", int(fc["search_steps"][0]), desc=f"  fov {fov:g}: rigid", leave=False)
         losses.append(

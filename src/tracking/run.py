@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from src.core.layout import SubjectLayout
+from src.core.streams import read_landmark_visibility
 from src.tracking.fitter import Tracker, focal_search
 from src.tracking.overlay import write_overlays
 from src.utils.config import to_plain
@@ -102,6 +103,11 @@ def track_subject(
     cfg = resolve_auto(tracking_config(cfg), meta)
     lmk_path = layout.landmarks68_path
     digest = tracking_hash(cfg, headmodel, lmk_path)
+    visible = read_landmark_visibility(layout, meta)
+    if visible is not None and (visible < 1).any():  # padded or occluded landmarks are left out of the fit
+        digest = hashlib.sha256(digest.encode() + visible.tobytes()).hexdigest()[: len(digest)]
+    else:
+        visible = None
     done = meta.get("tracking") or {}
     if not force and done.get("config_hash") == digest and layout.tracking_path.exists():
         log.info("tracking is cached in %s", layout.tracking_path)
@@ -114,7 +120,7 @@ def track_subject(
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(cfg["num_threads"])))
     try:
-        info = _fit(layout, headmodel, obs, size, cfg, gaps, digest, force)
+        info = _fit(layout, headmodel, obs, size, cfg, gaps, digest, force, visible)
     finally:
         torch.set_num_threads(threads)
     params = info.pop("params")
@@ -139,7 +145,7 @@ def track_subject(
     return tracking
 
 
-def _fit(layout, headmodel, obs, size, cfg, gaps, digest, force) -> dict[str, Any]:
+def _fit(layout, headmodel, obs, size, cfg, gaps, digest, force, visible=None) -> dict[str, Any]:
     """Run (or resume) the stages; returns errors, timings, focal info and the params."""
     state_path = layout.root / "work" / "tracking_state.npz"
     state: dict[str, Any] = {}
@@ -166,14 +172,14 @@ def _fit(layout, headmodel, obs, size, cfg, gaps, digest, force) -> dict[str, An
         return out
 
     if finished < 0 and cfg["focal"]["mode"] == "search":
-        search = timed("focal_search_s", lambda: focal_search(headmodel, obs, size, cfg, gaps))
+        search = timed("focal_search_s", lambda: focal_search(headmodel, obs, size, cfg, gaps, visible))
         fov = search["fov_deg"]
     elif cfg["focal"]["mode"] not in ("search", "fixed"):
         raise ValueError(f"tracking.focal.mode={cfg['focal']['mode']!r}; use search or fixed")
     fcfg = {**cfg, "focal": {**cfg["focal"], "fov_deg": fov}}
     if cfg["focal"]["mode"] == "fixed":
         fcfg["optimize_focal"] = False
-    tk = Tracker(headmodel, obs, size, fcfg, gaps)
+    tk = Tracker(headmodel, obs, size, fcfg, gaps, visible)
     if state:
         tk.load_params(state)
         tk.distance0 = float(state["distance0"])

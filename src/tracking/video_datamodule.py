@@ -38,7 +38,8 @@ class VideoDataModule(AvatarDataModule):
 
     Args:
         path: the video file (mp4, mov, webm, ...).
-        root: subject folder; default ``cache_dir/<video file stem>``.
+        root: subject folder; default ``cache_dir/<video file stem>_<crop resolution>px``, so crops of
+            several resolutions (the mesh avatar's 256 px, the image avatar's 128 px) are cached side by side.
         cache_dir: parent of the default subject folder.
         preprocess: preprocessing options (conf/preprocess/default.yaml).
         tracking: tracking options (conf/tracking/default.yaml).
@@ -66,9 +67,10 @@ class VideoDataModule(AvatarDataModule):
             )
         self.path = _absolute(path)
         self.cache_dir = str(cache_dir)
-        root = root or str(Path(cache_dir) / self.path.stem)
-        super().__init__(root=root, headmodel=headmodel, params_source=params_source, **kwargs)
         self.preprocess_cfg = to_plain(preprocess) or {}
+        res = int(self.preprocess_cfg.get("resolution", 256))
+        root = root or str(Path(cache_dir) / f"{self.path.stem}_{res}px")
+        super().__init__(root=root, headmodel=headmodel, params_source=params_source, **kwargs)
         self.tracking_cfg = to_plain(tracking) or {}
 
     def prepare_data(self) -> None:

@@ -104,6 +104,7 @@ class NHARenderer(nn.Module):
         supersample: int = 1,
         soft_alpha: bool = False,
         sigma: float = 0.5,
+        background: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Render a batch.
 
@@ -111,6 +112,8 @@ class NHARenderer(nn.Module):
             identity (Ni,), expression (B,Ne), rotation (B,3), translation (B,3); cameras at output size.
             supersample: render at this factor and box-filter down (anti-aliased edges).
             soft_alpha: also compute the soft silhouette (for silhouette losses).
+            background: (B,3,H',W') image behind the head (a video's background plate), refined by the
+                learned grid as a residual (zero at initialisation); None: the learned grid alone.
 
         Returns:
             dict keyed by :class:`Out`: IMAGE (B,3,H,W) in [0,1] over the learned background, COVERAGE
@@ -152,6 +155,14 @@ class NHARenderer(nn.Module):
         bg = torch.sigmoid(
             F.interpolate(self.background, size=(H * s, W * s), mode="bilinear", align_corners=False)
         )
+        if background is not None:  # the plate at the output size, each pixel repeated s x s: exact after the
+            plate = background.to(bg)  # box filter
+            if tuple(plate.shape[-2:]) != (H, W):
+                plate = F.interpolate(
+                    plate, size=(H, W), mode="bilinear", align_corners=False, antialias=True
+                )
+            plate = plate.repeat_interleave(s, dim=2).repeat_interleave(s, dim=3)
+            bg = (plate + bg - 0.5).clamp(0, 1)
         img = img * m + bg * (1 - m)
         regions = F.one_hot(self.face_regions[out["face_idx"].clamp_min(0)], len(self.headmodel.region_names))
         regions = regions.permute(0, 3, 1, 2).to(img.dtype) * m

@@ -7,13 +7,21 @@ never touched and never change their ``requires_grad``.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from src.core.outputs import Batch
+from src.utils.io import atomic_write
 from src.utils.signals import check_stop
+
+log = logging.getLogger(__name__)
 
 # (expression (B,Ne), rotation (B,3), translation (B,3), rows of the batch) -> (total loss, terms)
 LossOfParams = Callable[
@@ -30,22 +38,36 @@ class HeldoutFit:
         lr: Adam learning rate.
         batch_size: frames per optimisation step.
         weights: loss term -> weight (landmarks and pixels by default).
+        resolution: fit at this image side (the frames, masks and cameras scaled down; None: the
+            training size). Expression and pose are resolution-free, so a coarse fit serves every size.
+        supersample: the renderer's supersampling during the fit (None: the model's).
+        tol: early stop when a pass lowers the mean loss by less than this fraction (0: all passes).
     """
 
     steps: int = 0
     lr: float = 2e-3
     batch_size: int = 8
     weights: dict[str, float] = field(default_factory=lambda: {"landmarks": 1.0, "rgb_l1": 1.0})
+    resolution: int | None = None
+    supersample: int | None = None
+    tol: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: Mapping | None) -> HeldoutFit:
         """From a config mapping (missing keys keep their defaults)."""
         cfg = dict(cfg or {})
+        res, ss = cfg.get("resolution"), cfg.get("supersample")
         fit = cls(steps=int(cfg.get("steps", 0)), lr=float(cfg.get("lr", 2e-3)),
-                  batch_size=int(cfg.get("batch_size", 8)))  # fmt: skip
+                  batch_size=int(cfg.get("batch_size", 8)), resolution=None if res is None else int(res),
+                  supersample=None if ss is None else int(ss), tol=float(cfg.get("tol", 0.0)))  # fmt: skip
         if cfg.get("weights") is not None:
             fit.weights = {k: float(v) for k, v in dict(cfg["weights"]).items()}
         return fit
+
+    def settings(self) -> dict:
+        """The settings as plain values (part of the key a stored fit is checked against)."""
+        return {"steps": self.steps, "lr": self.lr, "batch_size": self.batch_size, "weights": self.weights,
+                "resolution": self.resolution, "supersample": self.supersample, "tol": self.tol}  # fmt: skip
 
     def run(
         self,
@@ -69,8 +91,10 @@ class HeldoutFit:
         with torch.enable_grad():
             for p in params:
                 p.requires_grad_(True)
+            last = None
             for _ in range(self.steps):
                 check_stop("held-out fit")
+                seen = 0.0
                 for s in range(0, n, self.batch_size):
                     rows = slice(s, s + self.batch_size)
                     total, _ = loss_of(params[0][rows].clamp(0, 1), params[1][rows], params[2][rows], rows)
@@ -78,6 +102,10 @@ class HeldoutFit:
                     for p, g in zip(params, grads):
                         p.grad = g  # None (unused): Adam leaves that tensor alone this step
                     opt.step()
+                    seen += float(total) * len(range(n)[rows])
+                if last is not None and self.tol > 0 and last - seen < self.tol * abs(last):
+                    break
+                last = seen
         expr, rot, trans = (p.detach() for p in params)
         return expr.clamp(0, 1), rot, trans
 
@@ -92,3 +120,90 @@ def concat_batches(batches) -> dict[str, torch.Tensor]:
     if Batch.INDEX not in out:
         raise ValueError(f"batches have no '{Batch.INDEX}' key")
     return out
+
+
+def scaled_batch(batch: Mapping[str, torch.Tensor], size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """A batch at another image size: images and weights area-averaged, labels nearest, landmarks scaled.
+
+    Args:
+        batch: dataset items (B,C,H,W) images/masks, (B,H,W) segmentation, (B,L,2) landmarks (pixels).
+        size: (H', W').
+    """
+    out = dict(batch)
+    h, w = batch[Batch.IMAGE].shape[-2:]
+    if (h, w) == tuple(size):
+        return out
+    for k, v in batch.items():
+        if not torch.is_tensor(v):
+            continue
+        if k == Batch.SEGMENTATION and v.dim() == 3:
+            out[k] = F.interpolate(v[:, None].float(), size=size, mode="nearest")[:, 0].to(v.dtype)
+        elif v.dim() == 4 and tuple(v.shape[-2:]) == (h, w):
+            out[k] = F.interpolate(v.float(), size=size, mode="area").to(v.dtype)
+        elif k.startswith("landmarks") and v.dim() == 3 and v.shape[-1] == 2:
+            out[k] = v * v.new_tensor([size[1] / w, size[0] / h])
+    return out
+
+
+def fit_size(image_size: tuple[int, int], resolution: int | None) -> tuple[int, int]:
+    """(H', W') with the longer side ``resolution`` (never larger than ``image_size``)."""
+    h, w = image_size
+    if resolution is None or resolution >= max(h, w):
+        return (h, w)
+    f = resolution / max(h, w)
+    return (max(1, round(h * f)), max(1, round(w * f)))
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (what a stored fit is tied to: the checkpoint it was fitted for)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class StoredFit:
+    """Held-out fits stored beside a checkpoint: ``<ckpt stem>.heldout_<split>.pt``, reused by the test loop,
+    evaluate.py and reenact.py while checkpoint, frames and fit settings are unchanged.
+
+    Args:
+        ckpt: the checkpoint the avatar was loaded from (None: nothing is stored).
+    """
+
+    def __init__(self, ckpt: str | Path | None) -> None:
+        self.ckpt = None if ckpt is None else Path(ckpt)
+        self._digest: str | None = None
+
+    def path(self, split: str) -> Path | None:
+        if self.ckpt is None or not self.ckpt.is_file():
+            return None
+        return self.ckpt.with_name(f"{self.ckpt.stem}.heldout_{split}.pt")
+
+    def key(self, index: torch.Tensor, settings: dict) -> dict:
+        if self._digest is None:
+            self._digest = file_digest(self.ckpt)
+        return {"checkpoint_sha256": self._digest, "frames": [int(i) for i in index], "settings": settings}
+
+    def load(self, split: str, key: dict) -> dict[str, torch.Tensor] | None:
+        """The stored fit when its key matches, else None (a stale or damaged file is ignored: refitted)."""
+        path = self.path(split)
+        if path is None or not path.is_file():
+            return None
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001  (a damaged file: refit and overwrite)
+            log.warning("ignoring unreadable held-out fit %s (%s); fitting again", path, e)
+            return None
+        if json.dumps(data.get("key"), sort_keys=True) != json.dumps(key, sort_keys=True):
+            log.info("stored held-out fit %s is for another checkpoint or settings; fitting again", path)
+            return None
+        return data["params"]
+
+    def save(self, split: str, key: dict, params: dict[str, torch.Tensor]) -> None:
+        path = self.path(split)
+        if path is None:
+            return
+        data = {"key": key, "params": {k: v.detach().cpu() for k, v in params.items()}}
+        atomic_write(path, lambda tmp: torch.save(data, tmp))
+        log.info("stored the held-out fit of %d %s frames in %s", len(key["frames"]), split, path)

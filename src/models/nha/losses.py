@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from src.core.outputs import Batch, Out
+from src.core.streams import landmark_visible, pixel_weight
 from src.losses import (
     PerceptualLoss,
     WeightedLoss,
@@ -108,7 +109,13 @@ class NHALoss(nn.Module):
     ) -> dict[str, Callable[[], torch.Tensor]]:
         """Every term as a callable (evaluated only when weighted)."""
         image, target, mask = out[Out.IMAGE], batch[Batch.IMAGE], batch[Batch.MASK]
+        keep = pixel_weight(
+            batch
+        )  # padded crop pixels and occluders count nowhere (None: every pixel counts)
         full: list[torch.Tensor] = []
+
+        def kept(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:  # x where kept, else the reference
+            return x if keep is None else x * keep + ref * (1 - keep)
 
         def offsets_full() -> torch.Tensor:  # (B,V,3) offsets of every vertex, built once when needed
             if not full:
@@ -119,18 +126,19 @@ class NHALoss(nn.Module):
         def lmk() -> torch.Tensor:
             pred = state.cameras.project(self.landmarks(out[Out.VERTICES]))
             size = state.cameras.image_size
-            return landmark_loss(pred, batch[Batch.LANDMARKS68], self.landmark_weights, None, size)
+            visible = landmark_visible(batch)
+            return landmark_loss(pred, batch[Batch.LANDMARKS68], self.landmark_weights, visible, size)
 
         def perceptual() -> torch.Tensor:
             if self.perceptual is None:
                 raise RuntimeError("perceptual weight > 0 but no PerceptualLoss was built")
-            return self.perceptual(image, target)
+            return self.perceptual(kept(image, target), target)
 
         return {
-            "rgb_l1": lambda: masked_l1(image, target, torch.ones_like(mask), batch.get(Batch.SEGMENTATION),
-                                        self.class_weights),
+            "rgb_l1": lambda: masked_l1(image, target, torch.ones_like(mask) if keep is None else keep,
+                                        batch.get(Batch.SEGMENTATION), self.class_weights),
             "perceptual": perceptual,
-            "silhouette": lambda: silhouette_loss(out[Out.SOFT_ALPHA], mask),
+            "silhouette": lambda: silhouette_loss(kept(out[Out.SOFT_ALPHA], mask), mask),
             "landmarks": lmk,
             "normals": lambda: normal_consistency(out[Out.NORMALS], batch[Batch.NORMALS], mask),
             "normal_laplacian": lambda: laplacian_normal_loss(out[Out.NORMALS], batch[Batch.NORMALS], mask),

@@ -9,6 +9,7 @@ into the step contract of :class:`src.models.base_module.AvatarModule`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -18,17 +19,19 @@ import torch
 from torch import nn
 
 from src.core.outputs import Batch, Out
+from src.core.streams import BackgroundUnavailableError, warp_plate
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.models.base_module import AvatarModule, Tensors
 from src.models.nha.avatar_net import NHARenderer
 from src.models.nha.frame_tables import TABLE_KEYS, FrameTables
-from src.models.nha.heldout import HeldoutFit, concat_batches
+from src.models.nha.heldout import HeldoutFit, StoredFit, concat_batches, fit_size, scaled_batch
 from src.models.nha.losses import TERMS, FrameState, NHALoss
 from src.models.nha.stages import Stage, apply_stage, parse_stages, stage_at, total_epochs
 from src.render import Cameras, vertex_normals
 
 log = logging.getLogger(__name__)
 
+BACKGROUNDS = ("auto", "plate", "learned")
 GROUPS = {"identity", "expression", "pose", "geometry", "texture", "background"}
 
 
@@ -52,6 +55,8 @@ class NHAAvatar(AvatarModule):
         sigma: soft-silhouette sharpness in output pixels.
         optimizer: partial optimizer; its lr is replaced per group by the stage's lr.
         seed: seed of the initial-parameter noise.
+        background: "auto" (the subject's background plate when it has one, refined by the learned grid;
+            else the learned grid), "plate" (require a plate) or "learned" (the grid alone).
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class NHAAvatar(AvatarModule):
         supersample: int = 2,
         sigma: float = 0.5,
         seed: int = 0,
+        background: str = "auto",
     ) -> None:
         super().__init__(metrics)
         self.save_hyperparameters(logger=False)
@@ -81,6 +87,38 @@ class NHAAvatar(AvatarModule):
                                hm.landmarks, loss, uses_perceptual)  # fmt: skip
         self.tables = FrameTables(hm.n_expression)
         self.heldout = HeldoutFit.from_config(heldout_fit)
+        if background not in BACKGROUNDS:
+            raise ValueError(f"model.background must be one of {BACKGROUNDS}, got {background!r}")
+        self.plate: torch.Tensor | None = None  # set by attach (not in checkpoints: the subject holds it)
+        self.plate_motion: torch.Tensor | None = None
+
+    def on_subject(self, subject) -> None:
+        """Take the subject's background plate (see ``background``)."""
+        mode = self.hparams.background
+        if mode == "learned" or subject.background is None:
+            if mode == "plate":
+                raise BackgroundUnavailableError(
+                    f"model.background=plate but {subject.root} has no background plate; film with a still "
+                    "camera and preprocess with preprocess.background=plate, or set model.background=auto"
+                )
+            self.plate = self.plate_motion = None
+            return
+        motion = subject.background_motion
+        if motion is None:
+            motion = torch.eye(2, 3).expand(subject.n_frames, 2, 3).clone()
+        self.plate = subject.background[None].to(self.device)
+        self.plate_motion = motion.to(self.device)
+
+    def _apply(self, fn, *args, **kwargs):  # move the plate (a plain attribute) along with the module
+        if self.plate is not None:
+            self.plate, self.plate_motion = fn(self.plate), fn(self.plate_motion)
+        return super()._apply(fn, *args, **kwargs)
+
+    def frame_background(self, index: torch.Tensor) -> torch.Tensor | None:
+        """(B,3,H,W) the plate as frames ``index`` see it (camera shake applied), or None."""
+        if self.plate is None:
+            return None
+        return warp_plate(self.plate, self.plate_motion[index.to(self.plate_motion.device)])
 
     # ---------------------------------------------------------------- parameters
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -128,7 +166,7 @@ class NHAAvatar(AvatarModule):
         cams = self.frames.cameras_for(index, self.image_size)
         return self.net(
             t.identity, t.expression[index].clamp(0, 1), t.rotation[index], t.translation[index], cams,
-            self.hparams.supersample, soft_alpha, self.hparams.sigma,
+            self.hparams.supersample, soft_alpha, self.hparams.sigma, self.frame_background(index),
         )  # fmt: skip
 
     @torch.no_grad()
@@ -142,7 +180,10 @@ class NHAAvatar(AvatarModule):
 
     def render_params(self, identity, expression, rotation, translation, cameras: Cameras, joint_pose=None):
         """See :meth:`src.models.avatar.AvatarMixin.render_params`."""
-        out = self.net(identity, expression, rotation, translation, cameras, self.hparams.supersample)
+        bg = None if self.plate is None else self.plate.expand(expression.shape[0], -1, -1, -1)
+        out = self.net(
+            identity, expression, rotation, translation, cameras, self.hparams.supersample, background=bg
+        )
         return {Out.IMAGE: out[Out.IMAGE].clamp(0, 1), Out.COVERAGE: out[Out.COVERAGE]}
 
     def personalized_vertices(self, expression: torch.Tensor, joint_pose=None) -> torch.Tensor:
@@ -175,7 +216,9 @@ class NHAAvatar(AvatarModule):
         """The stage-weighted loss of tracked frames (see :class:`NHALoss`)."""
         return self.loss_fn(batch, out, self.frame_state(batch[Batch.INDEX]), self.stage_weights())
 
-    def frame_state(self, index: torch.Tensor, expression: torch.Tensor | None = None) -> FrameState:
+    def frame_state(
+        self, index: torch.Tensor, expression: torch.Tensor | None = None, size: tuple[int, int] | None = None
+    ) -> FrameState:
         """What the prior and landmark terms see of frames ``index`` (B,) (``expression`` (B,Ne) replaces
         the table's, e.g. during the held-out fit)."""
         t = self.tables
@@ -184,7 +227,7 @@ class NHAAvatar(AvatarModule):
             prior_identity=t.prior_identity,
             expression=t.expression[index] if expression is None else expression,
             prior_expression=t.prior_expression[index],
-            cameras=self.frames.cameras_for(index, self.image_size),
+            cameras=self.frames.cameras_for(index, self.image_size).resized(size or self.image_size),
         )
 
     # ---------------------------------------------------------------- held-out frames
@@ -192,34 +235,61 @@ class NHAAvatar(AvatarModule):
         """Fit expression and pose of the frames of ``split`` to their landmarks and pixels.
 
         Only those frames' per-frame parameters change; networks, identity and the training frames stay
-        fixed. Each call starts afresh from the frames' tracking plus the mean offset training gave its
-        frames' poses (mostly depth, which a single camera barely sees). Runs when ``heldout_fit.steps``
-        > 0, never on the training split.
+        fixed. Each fit starts afresh from the frames' tracking plus the mean offset training gave its
+        frames' poses (mostly depth, which a single camera barely sees), at ``heldout_fit.resolution``
+        (coarse and fast; expression and pose do not depend on the image size). The result is stored
+        beside the checkpoint the weights came from (:class:`StoredFit`), so the test loop, evaluate.py
+        and reenact.py fit once. Runs when ``heldout_fit.steps`` > 0, never on the training split; one
+        pass under ``fast_dev_run``.
         """
         fit = self.heldout
         if fit.steps <= 0 or split == "train":
             return
+        trainer = self._trainer
+        if trainer is not None and trainer.fast_dev_run:
+            fit = dataclasses.replace(fit, steps=1)
         batch = {k: v.to(self.device) for k, v in concat_batches(batches).items()}
         idx = batch[Batch.INDEX]
         t = self.tables
+        store = StoredFit(self.checkpoint_file)
+        key = store.key(idx, fit.settings()) if store.path(split) is not None else None
+        stored = store.load(split, key) if key is not None else None
+        if stored is None:
+            expr, rot, trans = self._fit_frames(fit, batch)
+            if key is not None and fit.steps == self.heldout.steps:
+                store.save(split, key, {"expression": expr, "rotation": rot, "translation": trans})
+        else:
+            log.info("held-out fit of the %s frames reused from beside %s", split, self.checkpoint_file)
+            expr, rot, trans = (stored[k].to(t.expression) for k in ("expression", "rotation", "translation"))
+        with torch.no_grad():
+            t.expression[idx] = expr
+            t.rotation[idx] = rot
+            t.translation[idx] = trans
+
+    def _fit_frames(self, fit: HeldoutFit, batch: Tensors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run ``fit`` on the frames of ``batch`` (every key (N,...)); returns expression, rotation,
+        translation (N,...)."""
+        idx = batch[Batch.INDEX]
+        t = self.tables
         d_rot, d_trans = t.pose_offset(torch.as_tensor(self.splits["train"], device=self.device))
+        size = fit_size(self.image_size, fit.resolution)
+        small = scaled_batch(batch, size)
+        ss = self.hparams.supersample if fit.supersample is None else fit.supersample
+        background = self.frame_background(idx)
 
         def loss_of(expr, rot, trans, rows):
-            cams = self.frames.cameras_for(idx[rows], self.image_size)
-            out = self.net(t.identity.detach(), expr, rot, trans, cams, self.hparams.supersample)
-            sub = {k: v[rows] for k, v in batch.items()}
-            return self.loss_fn(sub, out, self.frame_state(idx[rows], expr), fit.weights)
+            cams = self.frames.cameras_for(idx[rows], self.image_size).resized(size)
+            bg = None if background is None else background[rows]
+            out = self.net(t.identity.detach(), expr, rot, trans, cams, ss, background=bg)
+            sub = {k: v[rows] for k, v in small.items()}
+            return self.loss_fn(sub, out, self.frame_state(idx[rows], expr, size), fit.weights)
 
-        expr, rot, trans = fit.run(
+        return fit.run(
             loss_of,
             t.prior_expression[idx],
             t.prior_rotation[idx] + d_rot,
             t.prior_translation[idx] + d_trans,
         )
-        with torch.no_grad():
-            t.expression[idx] = expr
-            t.rotation[idx] = rot
-            t.translation[idx] = trans
 
     # ---------------------------------------------------------------- schedule
     def on_fit_start(self) -> None:
