@@ -66,7 +66,8 @@ def test_the_head_is_rendered_over_the_plate(nha_with_plate):
     assert diff.max() < 1e-5  # the learned residual starts at zero
     cams = model.frames.cameras_for(index, model.image_size)
     t = model.tables
-    rendered = model.render_params(t.identity, t.expression[index], t.rotation[index], t.translation[index], cams)
+    e, r, tr = t.expression[index], t.rotation[index], t.translation[index]
+    rendered = model.render_params(t.identity, e, r, tr, cams)
     unmoved = (rendered[Out.IMAGE] - plate).abs()[(rendered[Out.COVERAGE] == 0).expand(-1, 3, -1, -1)]
     assert unmoved.max() < 1e-5  # reenactment shows the plate as the first frame saw it
 
