@@ -197,3 +197,34 @@ def test_ablation_multirun_writes_one_comparison_table(subject32, tmp_path):
                         output_dir=tmp_path / "again", config_name="evaluate")  # fmt: skip
     again = run_sweep(cfg)["runs"]
     assert [round(r["psnr"], 4) for r in again] == [round(r["psnr"], 4) for r in rows]
+
+
+def test_generator_loss_ignores_padded_pixels(subject32, tmp_path):
+    """Whatever the target holds on padded crop pixels (valid = 0), the generator's terms do not change."""
+    import hydra
+
+    from src.core.outputs import Batch
+
+    extra = ["experiment=selfie_synthetic", "ablation=no_cos"]
+    cfg = compose_train(selfie_overrides(subject32, tmp_path, extra), output_dir=tmp_path)
+    dm = hydra.utils.instantiate(cfg.data, _recursive_=False)
+    dm.prepare_data()
+    model = hydra.utils.instantiate(cfg.model)
+    model.attach(dm.subject())
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    b, _, h, w = batch[Batch.IMAGE].shape
+    batch[Batch.VALID] = torch.ones(b, 1, h, w)
+    batch[Batch.VALID][..., h - 6 :, :] = 0  # the bottom rows were padding
+    spoiled = dict(batch)
+    spoiled[Batch.IMAGE] = batch[Batch.IMAGE].clone()
+    spoiled[Batch.IMAGE][..., h - 6 :, :] = 1.0
+    spoiled[Batch.MASK] = batch[Batch.MASK].clone()
+    spoiled[Batch.MASK][..., h - 6 :, :] = 1.0
+    with torch.no_grad():
+        cond = model.conditioning(batch[Batch.INDEX])
+        out = model.generator(cond, randomize_noise=False)
+        _, terms = model.generator_loss(batch, out, cond, adversarial=False)
+        _, terms2 = model.generator_loss(spoiled, out, cond, adversarial=False)
+    for k in ("l1", "mask", "mrf"):
+        assert torch.allclose(terms[k], terms2[k], atol=1e-6), k

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -39,23 +40,32 @@ MOVING_STD = 0.02  # a driver's coefficient whose std over the sequence is below
 
 
 class FaceFinder:
-    """68 landmarks of the single face in an (H,W,3) uint8 image: dlib first, FaceMesh as the fallback."""
+    """68 landmarks of the single face in an (H,W,3) uint8 image: dlib first, FaceMesh as the fallback.
 
-    def __init__(self) -> None:
+    Args:
+        min_side: smaller images are enlarged to at least this side before detection.
+    """
+
+    def __init__(self, min_side: int = 256) -> None:
+        self.min_side = int(min_side)
         self.dlib = Dlib68(upsample=1) if dlib_available() else None
         self.mesh: MediapipeMesh | None = None
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
-        """(68,2) float32 landmarks (project convention) or None."""
+        """(68,2) float32 landmarks (project convention) or None. Images under ``min_side`` px are
+        enlarged (bicubic, an integer factor) first: the shape predictor places points more precisely on
+        a larger face; the points are scaled back (corner-origin pixels scale exactly)."""
         img = np.ascontiguousarray(image[..., :3])
-        if self.dlib is not None:
-            lm = self.dlib(img)
-            if lm is not None:
-                return lm
-        if self.mesh is None:
-            self.mesh = MediapipeMesh(static_image_mode=True, max_faces=1)
-        faces = self.mesh(img)
-        return mediapipe_to_ibug68(faces[0]).astype(np.float32) if faces else None
+        f = max(1, int(np.ceil(self.min_side / max(img.shape[:2]))))
+        if f > 1:
+            img = cv2.resize(img, (img.shape[1] * f, img.shape[0] * f), interpolation=cv2.INTER_CUBIC)
+        lm = self.dlib(img) if self.dlib is not None else None
+        if lm is None:
+            if self.mesh is None:
+                self.mesh = MediapipeMesh(static_image_mode=True, max_faces=1)
+            faces = self.mesh(img)
+            lm = mediapipe_to_ibug68(faces[0]).astype(np.float32) if faces else None
+        return None if lm is None else (lm / f).astype(np.float32)
 
     def close(self) -> None:
         if self.mesh is not None:

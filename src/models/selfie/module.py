@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from src.core.outputs import Batch, Out
+from src.core.streams import pixel_weight
 from src.core.subject import SubjectData
 from src.losses import (
     FaceIdentityLoss,
@@ -233,20 +234,25 @@ class SelfieAvatar(AvatarModule):
         weights = dict(self.weights)
         if not adversarial:
             weights["adv"] = 0.0
+        keep = pixel_weight(batch)  # padded crop pixels and occluders: the target's values, no error there
+        image, matte = out[Out.IMAGE], out[Out.MATTE]
+        if keep is not None:
+            image, matte = image * keep + real * (1 - keep), matte * keep + fg * (1 - keep)
 
-        def mrf() -> torch.Tensor:
-            return self.mrf(out[Out.MATTE] * out[Out.IMAGE], fg * real)
+        def mrf() -> torch.Tensor:  # patches are matched across the image: blank the kept-out pixels in both
+            k = 1.0 if keep is None else keep
+            return self.mrf(matte * image * k, fg * real * k)
 
         def cos() -> torch.Tensor:
-            return self.face_id_loss(out[Out.IMAGE], real, fg, batch.get(Batch.LANDMARKS68))
+            return self.face_id_loss(image, real, fg, batch.get(Batch.LANDMARKS68))
 
         def adv() -> torch.Tensor:
             return g_nonsaturating_loss(self.discriminator(self._d_input(out[Out.IMAGE], cond)))
 
         terms = {
-            "mask": lambda: mask_mae(out[Out.MATTE], fg),
+            "mask": lambda: mask_mae(matte, fg),
             "mrf": mrf,
-            "l1": lambda: (out[Out.IMAGE] - real).abs().mean(),
+            "l1": lambda: (image - real).abs().mean(),
             "cos": cos,
             "adv": adv,
         }
