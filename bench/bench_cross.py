@@ -2,7 +2,7 @@
 expression transferred (``src/reenact/measure.py``), for avatars driven by another subject.
 
 Each pair is ``name=<avatar checkpoint>@<driver subject folder>``; every pair runs
-``reenact.py mode=cross`` (relative transfer, defaults) into ``--out/<name>`` and reads its
+``reenact.py mode=cross cross_mode=expression_only`` into ``--out/<name>`` and reads its
 ``cross_metrics.json``. A pair whose driver is the avatar's own subject is the control: the best the
 re-tracking and the descriptor can report for a faithful avatar.
 
@@ -61,7 +61,12 @@ def main() -> None:
     ap.add_argument("pairs", nargs="+", help="name=<ckpt>@<driver subject folder>")
     ap.add_argument("--out", default="logs/bench_cross", help="reenactment folders")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "cross_cpu.json"))
-    ap.add_argument("--override", action="append", default=[], help="extra reenact.py overrides")
+    ap.add_argument(
+        "--override", action="append", default=None,
+        help="reenact.py overrides (default: cross_mode=expression_only: the avatar keeps its own facing "
+        "pose, so head turns of the driver do not hide the face from the detector; expression is what is "
+        "measured)",
+    )  # fmt: skip
     args = ap.parse_args()
     rows = {}
     for pair in args.pairs:
@@ -69,7 +74,8 @@ def main() -> None:
         ckpt, _, source = rest.partition("@")
         if not (name and ckpt and source):
             ap.error(f"pair {pair!r} is not name=<ckpt>@<driver folder>")
-        rows[name] = run_pair(name, ckpt, source, Path(args.out), args.override)
+        extra = ["cross_mode=expression_only"] if args.override is None else args.override
+        rows[name] = run_pair(name, ckpt, source, Path(args.out), extra)
         print(table({name: rows[name]}), flush=True)
     write_json(args.json, {"pairs": rows, "table": table(rows)})
     print(table(rows))

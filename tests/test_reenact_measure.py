@@ -17,6 +17,7 @@ from src.reenact.measure import (
     landmark_agreement,
     measure_cross,
     retrack_expression,
+    visible_coefficients,
 )
 from src.render import Cameras, intrinsics_from_fov
 from src.tracking.fitter import LandmarkModel
@@ -41,6 +42,8 @@ def test_expression_agreement_matches_a_plain_loop():
     assert got["expression_corr"] == pytest.approx(np.mean(corr), abs=1e-9)
     assert got["expression_change_mae"] == pytest.approx(mae, abs=1e-9)
     assert got["still_face_change_mae"] == pytest.approx(still, abs=1e-9)
+    part = expression_agreement(driver, retracked, np.array([True, False, True, True, True, True]))
+    assert part["moved"] == 3  # the coefficients a landmark fit cannot see are left out
     noise = expression_agreement(driver, rng.random((30, 6)))
     assert noise["expression_corr"] < 0.5 < got["expression_corr"]
 
@@ -63,7 +66,9 @@ def test_retrack_recovers_rendered_expressions(ict_model):
         lm = cams.project(LandmarkModel(hm)(identity, expr, rot, trans)) + 0.5 * torch.randn(n, 68, 2)
     tracking = OmegaConf.to_container(OmegaConf.load(f"{CONFIG_DIR}/tracking/default.yaml"))
     got = retrack_expression(hm, identity, lm.numpy(), cams, rot + 0.02, trans, tracking, steps=300)
-    res = expression_agreement(expr.numpy(), got.numpy())
+    visible = visible_coefficients(hm, identity, expr)
+    assert visible[names.index("jawOpen")] and visible.sum() == 4  # the four that move, all visible
+    res = expression_agreement(expr.numpy(), got.numpy(), visible)
     assert res["moved"] == 4
     assert res["expression_corr"] > 0.9
     assert res["expression_change_mae"] < 0.5 * res["still_face_change_mae"]

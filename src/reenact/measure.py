@@ -37,6 +37,7 @@ from src.render import Cameras
 from src.tracking.fitter import LandmarkModel
 
 MOVING_STD = 0.02  # a driver's coefficient whose std over the sequence is below this is not "moved"
+VISIBLE_MM = 0.5  # ... and one whose motion moves no landmark by this much is invisible to a landmark fit
 
 
 class FaceFinder:
@@ -169,20 +170,28 @@ def retrack_expression(
     return expr.detach()
 
 
-def expression_agreement(driver: np.ndarray, retracked: np.ndarray) -> dict[str, Any]:
+def expression_agreement(
+    driver: np.ndarray, retracked: np.ndarray, visible: np.ndarray | None = None
+) -> dict[str, Any]:
     """How well re-tracked expressions follow the driver's, frame by frame.
 
     Args:
         driver: (N,Ne) the driver's tracked expression coefficients.
         retracked: (N,Ne) those re-tracked on the output frames.
+        visible: optional (Ne,) bool, the coefficients 68 landmarks can see at all (an eye squint or a
+            cheek puff barely moves them, so no landmark fit can recover it); None: all.
 
     Returns:
-        ``expression_corr`` (mean Pearson r over the coefficients the driver moves, std >= 0.02),
-        ``expression_change_mae`` (mean |change about the sequence mean| difference over those
-        coefficients), ``still_face_change_mae`` (the same for an output that never changes), ``moved``.
+        ``expression_corr`` (mean Pearson r over the coefficients the driver moves, std >= 0.02, that
+        are visible), ``expression_change_mae`` (mean |change about the sequence mean| difference over
+        those coefficients), ``still_face_change_mae`` (the same for an output that never changes),
+        ``moved`` (how many coefficients).
     """
     d, r = np.asarray(driver, np.float64), np.asarray(retracked, np.float64)
-    moved = np.flatnonzero(d.std(0) >= MOVING_STD) if len(d) > 1 else np.array([], int)
+    keep = d.std(0) >= MOVING_STD if len(d) > 1 else np.zeros(d.shape[1], bool)
+    if visible is not None:
+        keep &= np.asarray(visible, bool)
+    moved = np.flatnonzero(keep)
     if moved.size == 0:
         return {
             "moved": 0,
@@ -271,9 +280,23 @@ def measure_cross(
         retrack.get("steps", 300),
     )  # fmt: skip
     drv = torch.as_tensor(np.asarray(driver_expression)[found], dtype=torch.float32)
-    res.update(expression_agreement(drv.numpy(), expr.numpy()))
+    visible = visible_coefficients(retrack["headmodel"], retrack["identity"], drv)
+    res.update(expression_agreement(drv.numpy(), expr.numpy(), visible))
     res.update(landmark_agreement(retrack["headmodel"], retrack["identity"], drv, expr))
     return res
+
+
+@torch.no_grad()
+def visible_coefficients(
+    headmodel, identity: torch.Tensor, driver: torch.Tensor, min_mm: float = VISIBLE_MM
+) -> np.ndarray:
+    """(Ne,) bool: coefficients whose motion in the driver moves some landmark by at least ``min_mm``
+    (the coefficient's driver std times its largest landmark displacement per unit)."""
+    lmk = LandmarkModel(getattr(headmodel, "base", headmodel))
+    ne = driver.shape[1]
+    base = lmk.canonical(identity.float(), torch.zeros(1, ne))
+    unit = (lmk.canonical(identity.float(), torch.eye(ne)) - base).norm(dim=-1).amax(dim=1)  # (Ne,) metres
+    return (unit * driver.std(0) * 1000 >= min_mm).numpy()
 
 
 @torch.no_grad()
@@ -309,4 +332,5 @@ __all__ = [
     "measure_cross",
     "reference_frames",
     "retrack_expression",
+    "visible_coefficients",
 ]
