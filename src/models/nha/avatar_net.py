@@ -113,7 +113,9 @@ class NHARenderer(nn.Module):
             supersample: render at this factor and box-filter down (anti-aliased edges).
             soft_alpha: also compute the soft silhouette (for silhouette losses).
             background: (B,3,H',W') image behind the head (a video's background plate), refined by the
-                learned grid as a residual (zero at initialisation); None: the learned grid alone.
+                learned grid as a residual in (-1, 1), zero at initialisation (it learns what is static
+                but not background, e.g. the shoulders the head mesh does not cover); None: the learned
+                grid alone.
 
         Returns:
             dict keyed by :class:`Out`: IMAGE (B,3,H,W) in [0,1] over the learned background, COVERAGE
@@ -162,7 +164,7 @@ class NHARenderer(nn.Module):
                     plate, size=(H, W), mode="bilinear", align_corners=False, antialias=True
                 )
             plate = plate.repeat_interleave(s, dim=2).repeat_interleave(s, dim=3)
-            bg = (plate + bg - 0.5).clamp(0, 1)
+            bg = (plate + 2 * (bg - 0.5)).clamp(0, 1)  # residual in (-1, 1): it can paint what the plate lacks
         img = img * m + bg * (1 - m)
         regions = F.one_hot(self.face_regions[out["face_idx"].clamp_min(0)], len(self.headmodel.region_names))
         regions = regions.permute(0, 3, 1, 2).to(img.dtype) * m
