@@ -27,6 +27,9 @@ class NHARenderer(nn.Module):
         mapping: kwargs of MappingNetwork (width, depth); uv_embedding: kwargs of UVEmbedding.
         pos_freqs: positional-encoding frequencies of the canonical position fed to the texture.
         background_size: side of the learned background grid.
+        background_residual: over a background plate the grid adds ``r * (sigmoid(grid) - 0.5)``, a
+            residual in (-r/2, r/2) (1.0, the first version, could not darken a white wall to a black
+            shirt; conf/model/nha.yaml uses 2.0).
     """
 
     def __init__(
@@ -41,6 +44,7 @@ class NHARenderer(nn.Module):
         offset_regions: list[str] | None = None,
         pos_freqs: int = 4,
         background_size: int = 8,
+        background_residual: float = 1.0,
     ) -> None:
         super().__init__()
         self.headmodel = headmodel
@@ -76,6 +80,7 @@ class NHARenderer(nn.Module):
         )
         self.uv_embedding = UVEmbedding(**uv_embedding)
         self.background = nn.Parameter(torch.zeros(1, 3, background_size, background_size))
+        self.background_residual = float(background_residual)
 
     def condition(self, expression: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
         """(B,Ne),(B,3) -> (B,Ne+3) network condition."""
@@ -164,7 +169,7 @@ class NHARenderer(nn.Module):
                     plate, size=(H, W), mode="bilinear", align_corners=False, antialias=True
                 )
             plate = plate.repeat_interleave(s, dim=2).repeat_interleave(s, dim=3)
-            bg = (plate + 2 * (bg - 0.5)).clamp(0, 1)  # residual in (-1, 1): it can paint what the plate lacks
+            bg = (plate + self.background_residual * (bg - 0.5)).clamp(0, 1)
         img = img * m + bg * (1 - m)
         regions = F.one_hot(self.face_regions[out["face_idx"].clamp_min(0)], len(self.headmodel.region_names))
         regions = regions.permute(0, 3, 1, 2).to(img.dtype) * m
