@@ -267,3 +267,38 @@ def test_reenact_errors(avatar_ckpt, tmp_path):
         run(cfg("mode=cross"))
     with pytest.raises(ReenactError, match="unknown mode"):
         run(cfg("mode=dance"))
+
+
+def test_composite_over_colour_and_transparent():
+    from src.reenact.pipeline import composite
+
+    image = torch.rand(2, 3, 4, 5)
+    cov = torch.zeros(2, 1, 4, 5)
+    cov[..., 1:3, 1:4] = 1.0
+    out = {"image": image, "coverage": cov}
+    assert torch.equal(composite(out, None), image)
+    white = composite(out, [1.0, 1.0, 1.0])
+    assert torch.equal(white[..., 1:3, 1:4], image[..., 1:3, 1:4]) and (white[..., 0, :] == 1).all()
+    rgba = composite({"image": image, "matte": cov}, "transparent")
+    assert rgba.shape == (2, 4, 4, 5) and torch.equal(rgba[:, 3:], cov)
+    with pytest.raises(ReenactError, match="three values"):
+        composite(out, [2.0, 0.0, 0.0])
+    with pytest.raises(ReenactError, match="transparent"):
+        composite(out, "green")
+
+
+def test_reenact_transparent_background_writes_rgba(avatar_ckpt, tmp_path):
+    import imageio.v3 as iio
+
+    from reenact import run
+
+    out = tmp_path / "out"
+    cfg = compose_train(
+        [f"ckpt_path={avatar_ckpt}", "mode=preset", "n_frames=2", "background=transparent", f"out_dir={out}",
+         "progress=false"],
+        output_dir=out, config_name="reenact",
+    )  # fmt: skip
+    run(cfg)
+    png = iio.imread(sorted((out / "frames").glob("*.png"))[0])
+    assert png.shape[-1] == 4 and 0 < (png[..., 3] > 127).mean() < 1  # the head opaque, the rest clear
+    assert iio.imread(out / "preset.mp4", index=None, plugin="pyav").shape[-1] == 3

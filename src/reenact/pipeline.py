@@ -249,14 +249,17 @@ def render_sequence(
     batch_size: int = 8,
     progress: bool = True,
     identity: torch.Tensor | None = None,
+    background: Any = None,
 ) -> Iterator[torch.Tensor]:
     """Render a sequence in batches with ``model.render_params``.
 
     Args:
         identity: (Ni,) identity; default the avatar's own (see :func:`avatar_params`).
+        background: None (the avatar's own: a video's plate or its learned background), an RGB colour
+            (3 floats in [0,1]) the avatar is composited over, or "transparent" (RGBA output).
 
     Yields:
-        (B,3,H,W) images in [0,1], in order.
+        (B,3,H,W) images in [0,1] ((B,4,H,W) for "transparent"), in order.
     """
     device = model.frames.expression.device
     seq, cameras = seq.to(device), cameras.to(device)
@@ -267,7 +270,34 @@ def render_sequence(
         part, cams = seq[s : s + batch_size], cameras[s : s + batch_size]
         joint = part.joint_pose if part.joint_pose.shape[-1] else None
         out = model.render_params(identity, part.expression, part.rotation, part.translation, cams, joint)
-        yield out["image"].clamp(0, 1)
+        yield composite(out, background)
+
+
+def composite(out: dict[str, torch.Tensor], background: Any) -> torch.Tensor:
+    """The rendered image over a chosen background.
+
+    The avatar's coverage (mesh avatars) or predicted matte (image avatars) is its alpha; at hard edges the
+    result is exact, along anti-aliased edges a trace of the avatar's own background remains.
+
+    Args:
+        out: ``render_params`` outputs: "image" (B,3,H,W), "coverage" or "matte" (B,1,H,W).
+        background: see :func:`render_sequence`.
+    """
+    image = out["image"].clamp(0, 1)
+    if background is None:
+        return image
+    alpha = out.get("coverage", out.get("matte"))
+    if alpha is None:
+        raise ReenactError("this avatar gives no coverage or matte; use background=null")
+    alpha = alpha.clamp(0, 1)
+    if isinstance(background, str):
+        if background != "transparent":
+            raise ReenactError(f"background={background!r}; use null, transparent or [r, g, b] in [0, 1]")
+        return torch.cat([image, alpha], dim=1)
+    colour = torch.as_tensor([float(c) for c in background], dtype=image.dtype, device=image.device)
+    if colour.shape != (3,) or colour.min() < 0 or colour.max() > 1:
+        raise ReenactError(f"background={list(background)}: give three values in [0, 1], e.g. [1, 1, 1]")
+    return image * alpha + colour.view(1, 3, 1, 1) * (1 - alpha)
 
 
 def reenact(model, dm, cfg: Mapping[str, Any], out_dir: str | Path) -> dict[str, Any]:
@@ -289,11 +319,15 @@ def reenact(model, dm, cfg: Mapping[str, Any], out_dir: str | Path) -> dict[str,
     i = 0
     with VideoWriter(video_path, float(fps), int(cfg.get("crf", 18))) as video:
         for images in render_sequence(
-            model, seq, cameras, int(cfg.get("batch_size", 8)), cfg.get("progress", True)
-        ):
-            batch = to_uint8(images.permute(0, 2, 3, 1))  # (B,3,H,W) -> (B,H,W,3)
+            model, seq, cameras, int(cfg.get("batch_size", 8)), cfg.get("progress", True),
+            background=cfg.get("background"),
+        ):  # fmt: skip
+            batch = to_uint8(images.permute(0, 2, 3, 1))  # (B,C,H,W) -> (B,H,W,C)
             if cfg.get("write_frames", True):
-                write_frames(out / "frames", batch, start=i)
+                write_frames(out / "frames", batch, start=i)  # RGBA PNGs for a transparent background
+            if batch.shape[-1] == 4:  # the MP4 has no alpha: the avatar over black
+                rgba = images.permute(0, 2, 3, 1)
+                batch = to_uint8(rgba[..., :3] * rgba[..., 3:])
             for frame in batch:
                 video.append(frame)
             if measure:
