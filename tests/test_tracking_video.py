@@ -55,7 +55,7 @@ def test_train_on_a_video(experiment, astro_clip, tmp_path):
     metrics = train(cfg)
     # a few steps only: the image avatar's averaged generator is still near its initialisation (~4-8 dB)
     assert "test/psnr" in metrics and metrics["test/psnr"] > 3
-    root = tmp_path / "data" / "videos" / "astronaut"
+    root = tmp_path / "data" / "videos" / "astronaut_64px"  # one cache folder per crop resolution
     meta = SubjectLayout(root).validate()
     assert meta["available"]["tracking"] and meta["source"] == "video"
     assert (root / "overlays" / "tracking.mp4").exists()
