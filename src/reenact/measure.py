@@ -34,7 +34,7 @@ from src.core.layout import SubjectLayout
 from src.preprocess.landmarks import Dlib68, MediapipeMesh, dlib_available, mediapipe_to_ibug68
 from src.pretrained.dlib_face import DlibFaceEmbedder
 from src.render import Cameras
-from src.tracking.fitter import LandmarkModel
+from src.tracking.fitter import LandmarkModel, huber
 
 MOVING_STD = 0.02  # a driver's coefficient whose std over the sequence is below this is not "moved"
 VISIBLE_MM = 0.5  # ... and one whose motion moves no landmark by this much is invisible to a landmark fit
@@ -149,14 +149,13 @@ def retrack_expression(
             {"params": [trans], "lr": lr["translation"]},
         ]  # fmt: skip
     )
-    huber, sigma2 = float(tracking.get("huber_px", 2.0)), 3.0**2
+    delta, sigma2 = float(tracking.get("huber_px", 2.0)), 3.0**2
     bounded = lmk.linear
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
         pts = lmk(identity.float(), expr, rot, trans, joint if joint.shape[1] else None)
         r = ((cameras.project(pts) - obs) * (256.0 / size)).pow(2).sum(-1).add(1e-8).sqrt()
-        data = torch.where(r < huber, 0.5 * r**2, huber * (r - 0.5 * huber))
-        loss = (data * w_pt).mean() / sigma2
+        loss = (huber(r, delta) * w_pt).mean() / sigma2
         loss = (
             loss
             + w["expression_l1"] * expr.abs().sum(1).mean()

@@ -134,7 +134,8 @@ def rigid_init(
     return matrix_to_axis_angle(Rh).numpy(), T.numpy(), D
 
 
-def _huber(x: torch.Tensor, delta: float) -> torch.Tensor:
+def huber(x: torch.Tensor, delta: float) -> torch.Tensor:
+    """Huber penalty of non-negative residuals ``x`` (quadratic below ``delta``, linear above)."""
     return torch.where(x < delta, 0.5 * x**2, delta * (x - 0.5 * delta))
 
 
@@ -222,7 +223,7 @@ class Tracker(nn.Module):
         w = self.cfg["weights"]
         r = torch.sqrt(((self.landmarks2d() - self.obs) * (256.0 / self.size)).pow(2).sum(-1) + 1e-8)
         sigma2 = float(self.cfg["noise_px"]) ** 2  # the priors weigh more against noisier landmarks
-        terms = {"landmarks": (_huber(r, self.cfg["huber_px"]) * self.point_w * self.visible).mean() / sigma2}
+        terms = {"landmarks": (huber(r, self.cfg["huber_px"]) * self.point_w * self.visible).mean() / sigma2}
         terms["identity"] = w["identity"] * self.identity.pow(2).sum()
         e = self.expression
         terms["expression"] = (
