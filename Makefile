@@ -1,7 +1,7 @@
 # Usual targets. `make install` is one resolver run plus the weight-only packages (see README).
 PY ?= python
 
-.PHONY: install test test-all test-slow test-slurm test-optuna slurm-local test-browser browser-deps app lint format bench baseline main clean
+.PHONY: dense-embedding bench-tracking install test test-all test-slow test-slurm test-optuna slurm-local test-browser browser-deps app lint format bench bench-video baseline main clean
 
 install:
 	$(PY) -m pip install -r requirements.txt
@@ -49,6 +49,21 @@ format:
 bench:
 	$(PY) bench/bench_render.py
 	$(PY) -m bench.bench_nha
+
+# The whole chain on a real clip, each step timed (bench/results/video_chain_cpu.json, results under
+# logs/bench_video_chain/): make bench-video [VIDEO=me.mp4] [EXPERIMENT=selfie_video] (no mesh to export)
+VIDEO ?= ../shared/assets/videos/single_face.mp4
+EXPERIMENT ?= nha_video
+bench-video:
+	$(PY) -m bench.bench_video_chain --video $(VIDEO) --experiment $(EXPERIMENT) $(if $(filter selfie%,$(EXPERIMENT)),--skip export)
+
+# FaceMesh-478 embedding on ICT (src/headmodel/data/ict_facemesh478.npz), calibrated on the seed-1 synthetic subject
+dense-embedding:
+	OMP_NUM_THREADS=1 $(PY) -m src.tracking.calibrate_dense --seed 1 --frames 120 --resolution 256
+
+# tracking bench (68-point and dense FaceMesh tracking, scored on the seed-0 synthetic subject's MP4)
+bench-tracking:
+	OMP_NUM_THREADS=1 $(PY) -m bench.bench_tracking
 
 baseline:
 	$(PY) train.py experiment=baseline_synthetic

@@ -120,7 +120,7 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     rows = compare_sweep(
         to_absolute_path(cfg.sweep_dir), to_absolute_path(cfg.out_dir),
         OmegaConf.to_container(cfg.metrics, resolve=True), cfg.split, cfg.get("checkpoint", "last.ckpt"),
-        int(cfg.get("batch_size", 8)), cfg.get("device", "cpu"), _landmarks_fn(cfg),
+        int(cfg.get("batch_size", 8)), cfg.get("device", "cpu"),
     )  # fmt: skip
     print(format_comparison(rows))
     print(f"written: {to_absolute_path(cfg.out_dir)}/comparison.md")

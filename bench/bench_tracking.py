@@ -5,7 +5,9 @@ Runs (the synthetic subject is rendered once and cached under ``--work``):
 1. tracking on the ground-truth landmarks of the synthetic subject;
 2. the synthetic frames written to an MP4 and put through the whole video path (face detection, crop,
    FaceMesh, 68 landmarks from ``dlib`` (the ``auto`` choice here) and from ``mediapipe``, masks), then
-   tracking; the true parameters are mapped into the crop to score it;
+   tracking on the 68 points; then dense tracking on FaceMesh's 478 points (``tracking.landmarks=dense``,
+   the embedding of ``src/headmodel/data/ict_facemesh478.npz``, calibrated on the seed-1 subject, not
+   this seed-0 one); the true parameters are mapped into the crop to score it;
 3. scikit-image's astronaut photo as a short clip (a real face): detection, landmarks, tracking; its
    reprojection error against the detected landmarks.
 
@@ -28,6 +30,7 @@ import torch
 import src  # noqa: F401
 from src.core.layout import SubjectLayout
 from src.datamodules.synthetic.generate import config_hash, generate_subject
+from src.headmodel.dense import ICT_EMBEDDING, load_embedding
 from src.headmodel.ict import ICTHeadModel
 from src.preprocess import preprocess_video
 from src.preprocess.clips import write_astronaut_clip, write_subject_video
@@ -37,7 +40,7 @@ from src.utils.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("landmark_px", "landmark_px_nonjaw", "detected_px_nonjaw", "rotation_deg", "expression_mae",
-        "vertex_face_aligned_mm", "vertex_face_mm", "head_position_mm")  # fmt: skip
+        "expression_mae_zero", "vertex_face_aligned_mm", "vertex_face_mm", "head_position_mm")  # fmt: skip
 
 
 def synthetic(work: Path, hm, frames: int, res: int) -> Path:
@@ -50,10 +53,25 @@ def synthetic(work: Path, hm, frames: int, res: int) -> Path:
     return root
 
 
-def run_tracking(root: Path, hm, overlay: bool = False) -> dict:
+def run_tracking(root: Path, hm, overlay: bool = False, landmarks: str = "68") -> dict:
     t0 = time.perf_counter()
-    info = track_subject(root, hm, {"overlay": {"enabled": overlay}}, force=True)
+    info = track_subject(root, hm, {"overlay": {"enabled": overlay}, "landmarks": landmarks}, force=True)
     return {"wall_s": round(time.perf_counter() - t0, 2), **info}
+
+
+def astro_row(meta: dict, pre_s: float, info: dict) -> dict:
+    """The astronaut clip's summary of one tracking run."""
+    return {
+        "n_frames": meta["n_frames"], "landmarks": info["landmarks"],
+        "preprocess_s_per_frame": round(pre_s / meta["n_decoded"], 4),
+        "tracking_s_per_frame": info["timings"]["s_per_frame"], "overlay_s": info["timings"].get("overlay_s"),
+        **{k: info[k] for k in ("landmark_px", "landmark_px_nonjaw", "fov_deg")},
+    }  # fmt: skip
+
+
+def hm_embedding_settings() -> dict:
+    """The calibration settings stored with the packaged FaceMesh embedding."""
+    return load_embedding(ICT_EMBEDDING).settings
 
 
 def main() -> None:
@@ -73,7 +91,7 @@ def main() -> None:
     gt_root = work / "gt_landmarks"
     shutil.rmtree(gt_root, ignore_errors=True)
     shutil.copytree(syn, gt_root)
-    info = run_tracking(gt_root, hm)
+    info = run_tracking(gt_root, hm)  # no landmarks478.npy: 68 points
     runs["ground_truth_landmarks"] = {"tracking": info, "scores": score_tracking(gt_root, hm)}
     rows.append(("ground-truth landmarks", runs["ground_truth_landmarks"], None))
 
@@ -93,6 +111,11 @@ def main() -> None:
         pre["fallback_frames"] = len(meta["landmarks68_fallback_frames"])
         runs[f"detected_{name}"] = {"preprocess": pre, "tracking": info, "scores": score_tracking(root, hm)}
         rows.append((f"detected ({name}) on the MP4", runs[f"detected_{name}"], pre_s / meta["n_decoded"]))
+    if hm.has_dense:  # FaceMesh's 478 points of the same preprocessing (written by every backend)
+        info = run_tracking(root, hm, landmarks="dense")
+        runs["detected_dense478"] = {"preprocess": pre, "tracking": info, "scores": score_tracking(root, hm),
+                                     "embedding": hm_embedding_settings()}  # fmt: skip
+        rows.append(("dense FaceMesh 478 on the MP4", runs["detected_dense478"], pre_s / meta["n_decoded"]))
 
     clip = write_astronaut_clip(work / "astronaut.mp4", n=args.astronaut_frames, size=256)
     astro = {}
@@ -103,13 +126,9 @@ def main() -> None:
         meta = preprocess_video(clip, root, {"resolution": 256, "landmarks68": name, "min_frames": 4})
         pre_s = time.perf_counter() - t0
         info = run_tracking(root, hm, overlay=name == backends[0])
-        astro[name] = {
-            "n_frames": meta["n_frames"],
-            "preprocess_s_per_frame": round(pre_s / meta["n_decoded"], 4),
-            "tracking_s_per_frame": info["timings"]["s_per_frame"],
-            "overlay_s": info["timings"].get("overlay_s"),
-            **{k: info[k] for k in ("landmark_px", "landmark_px_nonjaw", "fov_deg")},
-        }
+        astro[name] = astro_row(meta, pre_s, info)
+    if hm.has_dense:
+        astro["dense478"] = astro_row(meta, pre_s, run_tracking(root, hm, landmarks="dense"))
     runs["astronaut"] = astro
 
     result = {
@@ -122,10 +141,10 @@ def main() -> None:
     write_json(args.out, result)
     print(f"\nSynthetic subject, {args.frames} frames at {args.resolution} px (errors at 256 px):\n")
     head = ["landmarks", "lmk px", "lmk px (no jaw)", "detector px (no jaw)", "rotation deg", "expr MAE",
-            "face mm (rigid-aligned)", "face mm (camera)", "head position mm", "preprocess s/frame",
-            "tracking s/frame"]  # fmt: skip
+            "expr MAE (zeros)", "face mm (rigid-aligned)", "face mm (camera)", "head position mm", "fov deg",
+            "preprocess s/frame", "tracking s/frame"]  # fmt: skip
     print("| " + " | ".join(head) + " |")
-    print("|---|" + "---:|" * 10)
+    print("|---|" + "---:|" * (len(head) - 1))
     for name, r, pre in rows:
         s = r["scores"]
         vals = [f"{s[k]:.3f}" if k in s else "-" for k in KEYS]
@@ -133,14 +152,16 @@ def main() -> None:
         print(
             f"| {name} | "
             + " | ".join(vals)
-            + f" | {pre_txt} | {r['tracking']['timings']['s_per_frame']:.3f} |"
+            + f" | {r['tracking']['fov_deg']:.1f} | {pre_txt}"
+            + f" | {r['tracking']['timings']['s_per_frame']:.3f} |"
         )
     print(
         f"\nAstronaut clip ({args.astronaut_frames} frames, 256 px): reprojection error vs detected landmarks"
     )
     for name, a in astro.items():
         print(
-            f"  {name}: {a['landmark_px']:.2f} px ({a['landmark_px_nonjaw']:.2f} without the jaw), "
+            f"  {name} ({a['landmarks']} points): {a['landmark_px']:.2f} px ({a['landmark_px_nonjaw']:.2f} "
+            "without the jaw / stable dense points), "
             f"preprocess {a['preprocess_s_per_frame']:.3f} s/frame, "
             f"tracking {a['tracking_s_per_frame']:.3f} s/frame"
         )

@@ -25,6 +25,15 @@ def test_stored_fit_round_trip_and_invalidation(tmp_path):
     # other settings, other frames, or a rewritten checkpoint: not reused
     assert StoredFit(ckpt).load("test", StoredFit(ckpt).key(idx, HeldoutFit(steps=4).settings())) is None
     assert StoredFit(ckpt).load("test", StoredFit(ckpt).key(idx[:2], HeldoutFit(steps=3).settings())) is None
+    # a re-tracked subject (another start) is fitted again; the same start is reused
+    start = {"expression": torch.zeros(3, 4), "rotation": torch.zeros(3, 3)}
+    key_s = store.key(idx, HeldoutFit(steps=3).settings(), start)
+    store.save("test", key_s, params)
+    assert StoredFit(ckpt).load("test", StoredFit(ckpt).key(idx, HeldoutFit(steps=3).settings(), start))
+    moved = {**start, "rotation": start["rotation"] + 1e-3}
+    assert (
+        StoredFit(ckpt).load("test", StoredFit(ckpt).key(idx, HeldoutFit(steps=3).settings(), moved)) is None
+    )
     ckpt.write_bytes(b"weights v2")
     assert StoredFit(ckpt).load("test", StoredFit(ckpt).key(idx, HeldoutFit(steps=3).settings())) is None
     (tmp_path / "last.heldout_test.pt").write_bytes(b"damaged")

@@ -1,22 +1,23 @@
 """One comparison table over several trained avatars (e.g. the runs of a Hydra multirun ablation).
 
-Each run's checkpoint renders the same held-out frames of its subject, which are scored with
-:func:`src.metrics.evaluate_folders` (the code behind evaluate.py); the rows are written side by side as
-``comparison.md`` and ``comparison.json``.
+Each run's checkpoint is scored on the same held-out frames of its subject with
+:func:`src.models.scoring.score_split`, the code of the test loop and of ``evaluate.py ckpt_path=...`` (float
+frames, padded and occluded pixels left out, CSIM aligned on the frames' landmarks), so a sweep's table and
+a single run's scores agree; the rows are written side by side as ``comparison.md`` and ``comparison.json``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
-from src.metrics.evaluate_folder import evaluate_folders, format_number, write_report
-from src.models.loading import load_avatar, render_split
+from src.metrics.evaluate_folder import format_number, write_report
+from src.models.loading import load_avatar, split_loader
+from src.models.scoring import score_split
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +74,19 @@ def compare_checkpoints(
     split: str = "test",
     batch_size: int = 8,
     device: str = "cpu",
-    landmarks_fn: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Render and score each run, then write ``comparison.md`` / ``comparison.json`` into ``out_dir``.
+    """Score each run as its test loop does; write ``comparison.md`` / ``comparison.json`` into ``out_dir``.
 
     Args:
         runs: label -> checkpoint path (None: the run left no checkpoint; its row says so).
-        out_dir: results folder; each run's frames go to ``out_dir/<i>/{pred,gt,mask}``.
+        out_dir: results folder; each run's frames go to ``out_dir/<i>/{pred,gt,mask}`` (8-bit PNGs to look
+            at; the scores are computed on the float frames).
         metrics_cfg: :class:`src.metrics.suite.ImageMetrics` settings (lpips, fid, weights, required).
         split: the data split every run renders.
-        landmarks_fn: CSIM's landmark detector on ground-truth frames (see :func:`evaluate_folders`).
+        batch_size: frames per batch; device: where the avatars run.
 
     Returns:
-        One dict per run: {"run", "checkpoint", and the metric keys of evaluate_folders or "error"}.
+        One dict per run: {"run", "checkpoint", and the keys of :meth:`SplitScores.compute` or "error"}.
     """
     out = Path(out_dir)
     rows: list[dict[str, Any]] = []
@@ -95,19 +96,10 @@ def compare_checkpoints(
             row["error"] = "no checkpoint (the run failed or was stopped before saving)"
             rows.append(row)
             continue
-        model, dm = load_avatar(ckpt)
-        dirs = render_split(model, dm, split, out / str(i), batch_size)
-        row.update(
-            evaluate_folders(
-                dirs["pred"],
-                dirs["gt"],
-                dirs["mask"],
-                metrics_cfg=dict(metrics_cfg),
-                batch_size=batch_size,
-                device=device,
-                landmarks_fn=landmarks_fn,
-            )  # fmt: skip
-        )
+        model, dm = load_avatar(ckpt, map_location=device)
+        batches = split_loader(dm, split, batch_size)
+        scores = score_split(model, batches, split, dict(metrics_cfg), out_dir=out / str(i), progress=False)
+        row.update(scores)
         rows.append(row)
         log.info("scored %s", label)
     write_comparison(rows, out)
@@ -150,13 +142,12 @@ def compare_sweep(
     checkpoint: str = "last.ckpt",
     batch_size: int = 8,
     device: str = "cpu",
-    landmarks_fn: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Score every run of a multirun folder (:func:`find_runs`) with :func:`compare_checkpoints`, write the
     table into ``out_dir`` and log it. Used by ``evaluate.py sweep_dir=...`` and the ``CompareSweep``
     Hydra callback."""
     runs = find_runs(sweep_dir, checkpoint)
-    rows = compare_checkpoints(runs, out_dir, metrics_cfg, split, batch_size, device, landmarks_fn)
+    rows = compare_checkpoints(runs, out_dir, metrics_cfg, split, batch_size, device)
     log.info(
         "comparison of %d runs (%s):\n%s", len(rows), Path(out_dir) / "comparison.md", format_comparison(rows)
     )

@@ -33,6 +33,7 @@ class HeadModel(nn.Module):
     exporters and losses read from the head model instead of hard-coding them; subclasses override:
         :attr:`hidden_regions`: regions not rendered by default (base: none).
         :attr:`offset_regions`: regions whose vertices a geometry-refinement network may move (base: all).
+        :attr:`hair_regions`: offset regions hair may grow from (base: all offset regions).
         :attr:`region_labels`: region -> segmentation labels (``SEG_LABELS`` names) it may be rendered
             over, for :func:`src.losses.semantic.region_label_matrix` (base: every foreground label).
     """
@@ -100,6 +101,25 @@ class HeadModel(nn.Module):
         corners = vertices[:, tri]  # (B,68,3,3)
         return (corners * self.lmk_bary[None, :, :, None]).sum(dim=2)
 
+    def landmarks478(self, vertices: torch.Tensor) -> torch.Tensor:
+        """FaceMesh's 478 points on the surface, where the model carries a dense embedding
+        (buffers ``dense_faces`` (478,) and ``dense_bary`` (478,3), see :mod:`src.headmodel.dense`).
+
+        Args:
+            vertices: (B,V,3).
+
+        Returns:
+            (B,478,3).
+        """
+        faces = getattr(self, "dense_faces", None)
+        if faces is None:
+            raise HeadModelError(
+                f"{type(self).__name__} has no FaceMesh embedding; run python -m "
+                "src.tracking.calibrate_dense or track with tracking.landmarks=68"
+            )
+        corners = vertices[:, self.faces[faces]]  # (B,478,3,3)
+        return (corners * self.dense_bary[None, :, :, None]).sum(dim=2)
+
     @property
     def hidden_regions(self) -> list[str]:
         """Regions not rendered by default (e.g. transparent overlays); the base model hides none."""
@@ -109,6 +129,12 @@ class HeadModel(nn.Module):
     def offset_regions(self) -> list[str]:
         """Regions whose vertices a geometry-refinement network may move; the base model allows all."""
         return list(self.region_names)
+
+    @property
+    def hair_regions(self) -> list[str]:
+        """Offset regions hair may grow from (above the brows they may move far, see the mesh avatar's
+        offset bounds); the base model: every offset region."""
+        return self.offset_regions
 
     @property
     def region_labels(self) -> dict[str, tuple[str, ...]]:

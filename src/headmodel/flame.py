@@ -22,7 +22,7 @@ import torch
 
 from src.headmodel.base import HeadModel, HeadModelError
 from src.headmodel.lbs import lbs
-from src.headmodel.regions import FLAME_REGION_LABELS, FOREGROUND_LABELS
+from src.headmodel.regions import FLAME_HAIR_REGIONS, FLAME_REGION_LABELS, FOREGROUND_LABELS
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.utils.assets import AssetNotFoundError, find_asset
 
@@ -367,6 +367,11 @@ class FLAMEHeadModel(HeadModel):
                 raise HeadModelError(f"{p}: mask '{names[i + 1]}' indexes vertices outside 0..{V - 1}")
             labels[arrays[i]] = i + 1
         return names, labels
+
+    @property
+    def hair_regions(self) -> list[str]:
+        """:data:`FLAME_HAIR_REGIONS` present in this model (all regions when none is)."""
+        return [r for r in FLAME_HAIR_REGIONS if r in self.region_names] or list(self.region_names)
 
     @property
     def region_labels(self) -> dict[str, tuple[str, ...]]:

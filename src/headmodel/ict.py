@@ -16,7 +16,13 @@ import torch
 
 from src.headmodel.atlas import pack_atlas
 from src.headmodel.base import HeadModel, HeadModelError
-from src.headmodel.regions import ICT_HIDDEN_REGIONS, ICT_OFFSET_REGIONS, ICT_REGION_LABELS
+from src.headmodel.dense import ICT_EMBEDDING, attach_dense
+from src.headmodel.regions import (
+    ICT_HAIR_REGIONS,
+    ICT_HIDDEN_REGIONS,
+    ICT_OFFSET_REGIONS,
+    ICT_REGION_LABELS,
+)
 from src.utils.assets import AssetNotFoundError, find_asset
 
 ICT_HINT = (
@@ -97,6 +103,8 @@ class ICTHeadModel(HeadModel):
         scale: factor applied to all positions; the npz is in centimetres, 0.01 gives metres.
         atlas: repack the per-material UDIM tiles into one square atlas (see :mod:`src.headmodel.atlas`)
             so a single texture image covers every material; False keeps the original coordinates.
+        dense: load the packaged FaceMesh-478 embedding (:mod:`src.headmodel.dense`) when it fits this
+            mesh, for :meth:`landmarks478`; ``has_dense`` tells whether it did.
     """
 
     def __init__(
@@ -106,6 +114,7 @@ class ICTHeadModel(HeadModel):
         n_expression: int | None = None,
         scale: float = 0.01,
         atlas: bool = True,
+        dense: bool = True,
     ) -> None:
         super().__init__()
         try:
@@ -173,6 +182,7 @@ class ICTHeadModel(HeadModel):
             )
         for name, value in buffers.items():
             self.register_buffer(name, value, persistent=False)
+        self.has_dense = bool(dense) and attach_dense(self, ICT_EMBEDDING)
 
     @staticmethod
     def _load(path) -> dict[str, np.ndarray]:
@@ -247,6 +257,11 @@ class ICTHeadModel(HeadModel):
     def offset_regions(self) -> list[str]:
         """:data:`ICT_OFFSET_REGIONS` (face, head_neck) present in this model."""
         return [r for r in ICT_OFFSET_REGIONS if r in self.region_names]
+
+    @property
+    def hair_regions(self) -> list[str]:
+        """:data:`ICT_HAIR_REGIONS` (head_neck: scalp, ears, neck) present in this model."""
+        return [r for r in ICT_HAIR_REGIONS if r in self.region_names]
 
     @property
     def region_labels(self) -> dict[str, tuple[str, ...]]:

@@ -29,6 +29,10 @@ ICT_HIDDEN_REGIONS = (*ICT_OVERLAY_REGIONS, "eyelashes_left", "eyelashes_right")
 # Vertices a geometry-refinement network may move: the skin surface (face, scalp, ears and neck); eyes,
 # teeth, sockets and overlays keep the blendshape model's shape.
 ICT_OFFSET_REGIONS = ("face", "head_neck")
+# Offset regions hair may grow from (the scalp part of them gets the large 'hair' offset bound of the mesh
+# avatar, see src/models/nha/bounds.py): ICT's scalp is part of head_neck; its face region ends at the
+# hairline.
+ICT_HAIR_REGIONS = ("head_neck",)
 # ICT-FaceKit region -> the SEG_LABELS it may be rendered over (for the semantic loss).
 # Background is allowed for no region (the silhouette term handles coverage; this term handles *where*).
 # Rationale: 'face' covers the forehead (often under hair), brows and lips, and ends under the chin; it
@@ -56,6 +60,9 @@ ICT_REGION_LABELS: dict[str, tuple[str, ...]] = {
     "eyelashes_right": ("eyes", "skin"),
 }
 
+
+# FLAME regions hair may grow from ('head' is the whole model when no masks file is given).
+FLAME_HAIR_REGIONS = ("head", "scalp", "boundary", "left_ear", "right_ear", "neck")
 
 # Regions of FLAME_masks.pkl (FLAME website) -> the SEG_LABELS each may be rendered over (semantic loss).
 # 'head' (vertices in no mask, or the single region without masks) and any mask name not listed here may

@@ -250,6 +250,11 @@ class SubdividedHeadModel(HeadModel):
         return self.base.offset_regions
 
     @property
+    def hair_regions(self) -> list[str]:
+        """The base model's."""
+        return self.base.hair_regions
+
+    @property
     def region_labels(self) -> dict[str, tuple[str, ...]]:
         """The base model's."""
         return self.base.region_labels

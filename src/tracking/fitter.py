@@ -7,9 +7,10 @@ by the rigid initialisation, square pixels and the principal point at the image 
 
 The objective, over all frames at once (Adam, two stages: rigid + focal, then everything):
 
-- robust (Huber) 2D reprojection of the 68 landmarks, in pixels at 256 px; the jaw contour (0-16) is
-  down-weighted for detected landmarks (detectors follow the occluding contour, the model's points are
-  fixed vertices);
+- robust (Huber) 2D reprojection of the landmarks, in pixels at 256 px: either the 68 iBUG points, whose
+  jaw contour (0-16) is down-weighted for detected landmarks (detectors follow the occluding contour, the
+  model's points are fixed vertices), or FaceMesh's 478 points through the head model's dense embedding
+  (:mod:`src.headmodel.dense`), each with its calibrated weight (contour points count little);
 - Gaussian prior on identity, L1 + L2 prior on expression (ICT weights are kept in [0,1] by projection),
   L2 prior on joint pose (FLAME), a log-focal prior;
 - temporal smoothness of rotation, translation and expression between consecutive frames.
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from src.headmodel.dense import pose_offsets
 from src.headmodel.rotation import axis_angle_to_matrix, matrix_to_axis_angle
 from src.render import Cameras
 from src.utils.signals import check_stop
@@ -34,40 +36,49 @@ CAM_R = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 
 
 class LandmarkModel(nn.Module):
-    """The 68 landmarks of a head model as a function of its parameters.
+    """The landmarks (L = 68, or 478 with ``dense``) of a head model as a function of its parameters.
 
     Linear models without joints (ICT) get a fast path: the landmark rows of the template and bases are
-    precomputed, so a step costs O(N * 68 * (Ni + Ne)) instead of evaluating every vertex.
+    precomputed, so a step costs O(N * L * (Ni + Ne)) instead of evaluating every vertex.
+
+    Args:
+        headmodel: a HeadModel.
+        dense: use FaceMesh's 478 points (``headmodel.landmarks478``) instead of the 68.
     """
 
-    def __init__(self, headmodel: nn.Module) -> None:
+    def __init__(self, headmodel: nn.Module, dense: bool = False) -> None:
         super().__init__()
         self.headmodel = headmodel
+        self.dense = bool(dense)
+        self.points = headmodel.landmarks478 if self.dense else headmodel.landmarks
         self.linear = (
             getattr(headmodel, "n_joint_pose", 0) == 0
             and hasattr(headmodel, "identity_basis")
             and hasattr(headmodel, "expression_basis")
         )
+        off = getattr(headmodel, "dense_offsets", None) if self.dense else None
+        self.register_buffer("offsets", None if off is None else off.detach().float(), persistent=False)
         if self.linear:
             with torch.no_grad():
-                self.register_buffer(
-                    "tmpl", headmodel.landmarks(headmodel.template[None])[0], persistent=False
-                )
-                self.register_buffer("idb", headmodel.landmarks(headmodel.identity_basis), persistent=False)
-                self.register_buffer("exb", headmodel.landmarks(headmodel.expression_basis), persistent=False)
+                self.register_buffer("tmpl", self.points(headmodel.template[None])[0], persistent=False)
+                self.register_buffer("idb", self.points(headmodel.identity_basis), persistent=False)
+                self.register_buffer("exb", self.points(headmodel.expression_basis), persistent=False)
 
     def canonical(self, identity: torch.Tensor, expression: torch.Tensor, joint_pose=None) -> torch.Tensor:
-        """(N,68,3) unposed landmarks for identity (Ni,), expression (N,Ne), joint_pose (N,Nj) or None."""
+        """(N,L,3) unposed landmarks for identity (Ni,), expression (N,Ne), joint_pose (N,Nj) or None."""
         if self.linear:
             base = self.tmpl + torch.einsum("i,ilc->lc", identity, self.idb)
             return base + torch.einsum("ne,elc->nlc", expression, self.exb)
         n = expression.shape[0]
         verts = self.headmodel.canonical(identity[None].expand(n, -1), expression, joint_pose)
-        return self.headmodel.landmarks(verts)
+        return self.points(verts)
 
     def forward(self, identity, expression, rotation, translation, joint_pose=None) -> torch.Tensor:
-        """(N,68,3) posed landmarks in the world frame (metres)."""
+        """(N,L,3) posed landmarks in the world frame (metres); dense points with calibrated
+        pose-dependent offsets get them (:func:`src.headmodel.dense.pose_offsets`)."""
         lm = self.canonical(identity, expression, joint_pose)
+        if self.offsets is not None:
+            lm = lm + pose_offsets(self.offsets, rotation)
         return lm @ axis_angle_to_matrix(rotation).transpose(1, 2) + translation[:, None]
 
 
@@ -101,8 +112,8 @@ def rigid_init(
     """Per-frame PnP of a fixed shape.
 
     Args:
-        canon: (68,3) model landmarks (metres, model frame).
-        obs: (N,68,2) observed landmarks (pixels).
+        canon: (L,3) model landmarks (metres, model frame).
+        obs: (N,L,2) observed landmarks (pixels).
         focal: focal length in pixels.
         size: image side (principal point at the centre).
         points: indices of the landmarks used.
@@ -144,12 +155,13 @@ class Tracker(nn.Module):
 
     Args:
         headmodel: a HeadModel.
-        observed: (N,68,2) landmarks in pixels.
+        observed: (N,L,2) landmarks in pixels: L = 68 iBUG points, or 478 FaceMesh points when
+            ``cfg["landmarks"] == "dense"`` (the head model then needs a dense embedding).
         size: image side in pixels.
-        cfg: tracking config (conf/tracking/default.yaml) with ``jaw_weight`` and ``noise_px`` resolved to
-            numbers (:func:`src.tracking.run.resolve_auto`).
+        cfg: tracking config (conf/tracking/default.yaml) with ``jaw_weight``, ``noise_px`` and
+            ``landmarks`` resolved (:func:`src.tracking.run.resolve_auto`; ``landmarks`` absent = 68).
         gaps: (N-1,) frame distance between consecutive frames (smoothness is divided by it), or None.
-        visible: (N,68) weights, 0 for landmarks on padded crop pixels or under an occluder (they count
+        visible: (N,L) weights, 0 for landmarks on padded crop pixels or under an occluder (they count
             nowhere), or None (all count).
     """
 
@@ -159,14 +171,27 @@ class Tracker(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.size = int(size)
-        self.lmk = LandmarkModel(headmodel)
+        self.dense = str(cfg.get("landmarks", "68")) == "dense"
+        n_points = 478 if self.dense else 68
+        if observed.ndim != 3 or observed.shape[1:] != (n_points, 2):
+            raise ValueError(f"observed landmarks have shape {observed.shape}; landmarks="
+                             f"{'dense' if self.dense else '68'} needs (N,{n_points},2)")  # fmt: skip
+        self.lmk = LandmarkModel(headmodel, dense=self.dense)
         self.bounded = self.lmk.linear  # ICT blendshape weights live in [0,1]
         n = observed.shape[0]
         self.register_buffer("obs", torch.as_tensor(observed, dtype=torch.float32))
-        w = torch.ones(68)
-        w[:17] = float(cfg["jaw_weight"])
+        if self.dense:
+            w = headmodel.dense_weights.detach().float().cpu().clone()
+            # the rigid initialisation uses the stable face points (not the iris, not the contour)
+            self.init_points = np.nonzero((w >= 0.5).numpy() & (np.arange(478) < 468))[0]
+        else:
+            w = torch.ones(68)
+            w[:17] = float(cfg["jaw_weight"])
+            self.init_points = np.arange(17, 68)
+        # the summary's "nonjaw" error: stable dense points, or the 68 without the jaw contour
+        self.core_points = self.init_points
         self.register_buffer("point_w", w / w.mean())
-        vis = torch.ones(n, 68) if visible is None else torch.as_tensor(visible, dtype=torch.float32)
+        vis = torch.ones(n, n_points) if visible is None else torch.as_tensor(visible, dtype=torch.float32)
         self.register_buffer("visible", vis)
         g = torch.ones(max(n - 1, 0)) if gaps is None else torch.as_tensor(gaps, dtype=torch.float32)
         self.register_buffer("gap_w", 1.0 / g.clamp_min(1))
@@ -192,12 +217,12 @@ class Tracker(nn.Module):
         return self.distance0 * torch.exp(self.log_focal - self.log_f0)
 
     def initialise(self) -> None:
-        """Rigid pose per frame by PnP of the mean shape on the non-jaw landmarks."""
+        """Rigid pose per frame by PnP of the mean shape on the stable landmarks (68: the non-jaw ones)."""
         with torch.no_grad():
             canon = self.lmk.canonical(self.identity, self.expression[:1] * 0)[0].numpy()
             self.log_focal.copy_(self.log_f0)
         rot, trans, D = rigid_init(
-            canon, self.obs.numpy(), float(self.log_f0.exp()), self.size, np.arange(17, 68)
+            canon, self.obs.numpy(), float(self.log_f0.exp()), self.size, self.init_points
         )
         self.distance0 = D
         with torch.no_grad():
@@ -209,13 +234,13 @@ class Tracker(nn.Module):
         return fit_cameras(self.focal, self.distance, self.size)
 
     def landmarks2d(self) -> torch.Tensor:
-        """(N,68,2) projected model landmarks."""
+        """(N,L,2) projected model landmarks."""
         jp = self.joint_pose if self.joint_pose.shape[1] else None
         pts = self.lmk(self.identity, self.expression, self.rotation, self.translation, jp)
         return self.cameras().project(pts)
 
     def residuals(self) -> torch.Tensor:
-        """(N,68) reprojection error in pixels at 256 px."""
+        """(N,L) reprojection error in pixels at 256 px."""
         return (self.landmarks2d() - self.obs).norm(dim=-1) * (256.0 / self.size)
 
     def loss(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -239,7 +264,9 @@ class Tracker(nn.Module):
 
             terms["smooth"] = (
                 w["smooth_rotation"] * smooth(self.rotation)
-                + w["smooth_translation"] * smooth(self.translation * 100)  # centimetres
+                # centimetres at 0.7 m: relative to the camera distance, so that a wider field of view
+                # (a closer camera, smaller translations) is not favoured by the focal search
+                + w["smooth_translation"] * smooth(self.translation * (70.0 / self.distance))
                 + w["smooth_expression"] * smooth(e)
             )
         return sum(terms.values()), terms

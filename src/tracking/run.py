@@ -21,6 +21,7 @@ import torch
 
 from src.core.layout import SubjectLayout
 from src.core.streams import read_landmark_visibility
+from src.headmodel.dense import has_dense
 from src.tracking.fitter import Tracker, focal_search
 from src.tracking.overlay import write_overlays
 from src.utils.config import to_plain
@@ -29,7 +30,8 @@ from src.utils.io import write_npz
 log = logging.getLogger(__name__)
 
 # bump when a code change alters the fit, so cached tracking is redone
-TRACKING_VERSION = 1
+TRACKING_VERSION = 2  # 2: distance-relative translation smoothness
+LANDMARK_CHOICES = ("auto", "dense", "68")
 STAGES = ("focal", "rigid", "full", "photometric")
 # options that do not change the fitted parameters (left out of the hash)
 OUTPUT_ONLY = ("overlay", "log_wandb", "num_threads")
@@ -49,14 +51,25 @@ def tracking_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
     return defaults
 
 
-def resolve_auto(cfg: dict[str, Any], meta: dict) -> dict[str, Any]:
-    """Resolve ``jaw_weight`` and ``noise_px`` set to 'auto' from the landmark source in meta.json.
+def resolve_auto(cfg: dict[str, Any], meta: dict, dense_available: bool = False) -> dict[str, Any]:
+    """Resolve ``jaw_weight``, ``noise_px`` and ``landmarks`` set to 'auto'.
 
     Ground-truth projections (synthetic subjects) are exact and their jaw points are the model's own
-    vertices; detected landmarks are noisy and their jaw follows the occluding contour.
+    vertices; detected landmarks are noisy and their jaw follows the occluding contour. ``landmarks``:
+    auto = "dense" (FaceMesh's 478 points) when ``dense_available`` (the subject has landmarks478.npy and
+    the head model a dense embedding), else "68".
     """
     exact = meta.get("landmarks68_source") == "ground_truth_projection"
     out = dict(cfg)
+    choice = str(out.get("landmarks", "auto"))
+    if choice not in LANDMARK_CHOICES:
+        raise ValueError(f"tracking.landmarks={choice!r}; use one of {LANDMARK_CHOICES}")
+    if choice == "dense" and not dense_available:
+        raise ValueError(
+            "tracking.landmarks=dense needs landmarks478.npy in the subject and a head model with "
+            "a FaceMesh embedding (python -m src.tracking.calibrate_dense); use landmarks=68"
+        )
+    out["landmarks"] = ("dense" if dense_available else "68") if choice == "auto" else choice
     if out["jaw_weight"] == "auto":
         out["jaw_weight"] = 1.0 if exact else 0.2
     if out["noise_px"] == "auto":
@@ -72,6 +85,12 @@ def tracking_hash(cfg: dict[str, Any], headmodel, landmarks: Path) -> str:
         "type": type(headmodel).__name__, "path": str(getattr(headmodel, "path", "")),
         "n": [headmodel.n_identity, headmodel.n_expression, headmodel.n_joint_pose],
     }  # fmt: skip
+    if cfg.get("landmarks") == "dense":  # the embedding is part of the model the fit sees
+        emb = hashlib.sha1()
+        for k in ("dense_faces", "dense_bary", "dense_weights", "dense_offsets"):
+            if getattr(headmodel, k, None) is not None:
+                emb.update(getattr(headmodel, k).detach().cpu().numpy().tobytes())
+        hm["dense"] = emb.hexdigest()[:12]
     blob = json.dumps({"v": TRACKING_VERSION, "cfg": fit_cfg, "hm": hm}, sort_keys=True, default=str)
     h = hashlib.sha1(blob.encode())
     h.update(landmarks.read_bytes())
@@ -90,7 +109,8 @@ def track_subject(
     """Fit ``headmodel`` to the landmarks of the subject at ``root``; write tracking.npz and meta.json.
 
     Args:
-        root: subject folder with landmarks68.npy (a preprocessed video or a synthetic subject).
+        root: subject folder with landmarks68.npy (a preprocessed video or a synthetic subject), and
+            landmarks478.npy for dense tracking (``landmarks: auto|dense|68``, see resolve_auto).
         headmodel: the HeadModel to fit (ICT by default, FLAME when configured).
         cfg: tracking options (conf/tracking/default.yaml).
         force: refit even if a fit with the same configuration exists.
@@ -100,10 +120,17 @@ def track_subject(
     """
     layout = SubjectLayout(Path(root))
     meta = layout.validate()
-    cfg = resolve_auto(tracking_config(cfg), meta)
-    lmk_path = layout.landmarks68_path
+    dense_ok = layout.landmarks478_path.exists() and has_dense(headmodel)
+    cfg = resolve_auto(tracking_config(cfg), meta, dense_ok)
+    dense = cfg["landmarks"] == "dense"
+    log.info(
+        "tracking with %s landmarks%s",
+        "FaceMesh's 478" if dense else "68",
+        "" if dense or not dense_ok else " (dense available: set tracking.landmarks=auto or dense)",
+    )
+    lmk_path = layout.landmarks478_path if dense else layout.landmarks68_path
     digest = tracking_hash(cfg, headmodel, lmk_path)
-    visible = read_landmark_visibility(layout, meta)
+    visible = read_landmark_visibility(layout, meta, "landmarks478" if dense else "landmarks68")
     if visible is not None and (visible < 1).any():  # padded or occluded landmarks are left out of the fit
         digest = hashlib.sha256(digest.encode() + visible.tobytes()).hexdigest()[: len(digest)]
     else:
@@ -206,6 +233,7 @@ def _fit(layout, headmodel, obs, size, cfg, gaps, digest, force, visible=None) -
     return {
         "params": tk.params(), "fov_deg": round(math.degrees(2 * math.atan(0.5 * size / tk.focal.item())), 3),
         "focal_search": search, "final_loss": losses,
-        "landmark_px": float(r.mean()), "landmark_px_nonjaw": float(r[:, 17:].mean()),
+        "landmarks": cfg.get("landmarks", "68"),
+        "landmark_px": float(r.mean()), "landmark_px_nonjaw": float(r[:, tk.core_points].mean()),
         "landmark_px_per_frame_max": float(r.mean(1).max()), "timings": timings,
     }  # fmt: skip

@@ -9,6 +9,7 @@ from torch import nn
 from src.core.outputs import Out
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.losses import region_label_matrix
+from src.models.nha.bounds import offset_bounds as offset_bounds_of
 from src.models.nha.networks import FiLMSiren, GeometryMLP, MappingNetwork, UVEmbedding, positional_encoding
 from src.render import Cameras, MeshRenderer, box_filter, supersample_cameras
 
@@ -27,6 +28,10 @@ class NHARenderer(nn.Module):
         mapping: kwargs of MappingNetwork (width, depth); uv_embedding: kwargs of UVEmbedding.
         pos_freqs: positional-encoding frequencies of the canonical position fed to the texture.
         background_size: side of the learned background grid.
+        offset_bounds: {hair, body, smooth}: per-vertex offset bounds beyond ``geometry.max_offset`` (see
+            :func:`src.models.nha.bounds.offset_bounds`): ``hair`` metres more at the top of the head model's
+            hair regions, ``body`` metres more at the bottom of the mesh (shoulders), ``smooth`` passes;
+            None or zeros: ``max_offset`` everywhere (the first version).
         background_residual: over a background plate the grid adds ``r * (sigmoid(grid) - 0.5)``, a
             residual in (-r/2, r/2) (1.0, the first version, could not darken a white wall to a black
             shirt; conf/model/nha.yaml uses 2.0).
@@ -45,6 +50,7 @@ class NHARenderer(nn.Module):
         pos_freqs: int = 4,
         background_size: int = 8,
         background_residual: float = 1.0,
+        offset_bounds: dict | None = None,
     ) -> None:
         super().__init__()
         self.headmodel = headmodel
@@ -60,9 +66,18 @@ class NHARenderer(nn.Module):
         ids = torch.tensor(
             [hm.region_names.index(r) for r in offset_regions], device=hm.vertex_regions.device
         )
-        self.register_buffer(
-            "active", torch.isin(hm.vertex_regions, ids).nonzero().squeeze(1), persistent=False
+        offset_mask = torch.isin(hm.vertex_regions, ids)
+        self.register_buffer("active", offset_mask.nonzero().squeeze(1), persistent=False)
+        ob = dict(offset_bounds or {})
+        hair_ids = torch.tensor(
+            [hm.region_names.index(r) for r in hm.hair_regions], device=hm.vertex_regions.device
         )
+        bound = offset_bounds_of(
+            hm.template, hm.landmarks(hm.template[None])[0], hm.faces[keep_faces], offset_mask,
+            torch.isin(hm.vertex_regions, hair_ids), geometry.get("max_offset", 0.01),
+            ob.get("hair", 0.0), ob.get("body", 0.0), int(ob.get("smooth", 0)),
+        )  # fmt: skip
+        self.register_buffer("bound", bound[self.active], persistent=False)
         # (K,C) which segmentation labels each region may be rendered over (semantic loss)
         allowed = region_label_matrix(hm.region_names, hm.region_labels)
         self.register_buffer("region_allowed", allowed, persistent=False)
@@ -96,7 +111,7 @@ class NHARenderer(nn.Module):
         """
         b = expression.shape[0]
         canon = self.headmodel.canonical(identity[None].expand(b, -1), expression)
-        offsets = self.geometry(self.x_norm[self.active], self.condition(expression, rotation))
+        offsets = self.geometry(self.x_norm[self.active], self.condition(expression, rotation), self.bound)
         return canon.index_add(1, self.active, offsets), offsets
 
     def forward(

@@ -180,10 +180,19 @@ class StoredFit:
             return None
         return self.ckpt.with_name(f"{self.ckpt.stem}.heldout_{split}.pt")
 
-    def key(self, index: torch.Tensor, settings: dict) -> dict:
+    def key(self, index: torch.Tensor, settings: dict, start: dict[str, torch.Tensor] | None = None) -> dict:
+        """What a stored fit is valid for: the checkpoint's bytes, the frames, the fit settings and the
+        parameters the fit starts from (``start``: from the frames' tracking, which re-tracking changes)."""
         if self._digest is None:
             self._digest = file_digest(self.ckpt)
-        return {"checkpoint_sha256": self._digest, "frames": [int(i) for i in index], "settings": settings}
+        key = {"checkpoint_sha256": self._digest, "frames": [int(i) for i in index], "settings": settings}
+        if start is not None:
+            h = hashlib.sha256()
+            for name in sorted(start):
+                h.update(name.encode())
+                h.update(start[name].detach().cpu().to(torch.float32).numpy().round(6).tobytes())
+            key["start_sha256"] = h.hexdigest()
+        return key
 
     def load(self, split: str, key: dict) -> dict[str, torch.Tensor] | None:
         """The stored fit when its key matches, else None (a stale or damaged file is ignored: refitted)."""

@@ -160,13 +160,21 @@ class NHAAvatar(AvatarModule):
         return stage_at(self.stages, self.current_epoch)
 
     # ---------------------------------------------------------------- rendering
-    def forward(self, index: torch.Tensor, soft_alpha: bool = False) -> Tensors:
-        """Render tracked frames ``index`` (B,) at the training size (see :meth:`NHARenderer.forward`)."""
+    def forward(
+        self,
+        index: torch.Tensor,
+        soft_alpha: bool = False,
+        size: tuple[int, int] | None = None,
+        supersample: int | None = None,
+    ) -> Tensors:
+        """Render tracked frames ``index`` (B,) at ``size`` (None: the training size) and ``supersample``
+        (None: the model's) (see :meth:`NHARenderer.forward`)."""
         t = self.tables
-        cams = self.frames.cameras_for(index, self.image_size)
+        cams = self.frames.cameras_for(index, self.image_size).resized(size or self.image_size)
+        ss = self.hparams.supersample if supersample is None else supersample
         return self.net(
             t.identity, t.expression[index].clamp(0, 1), t.rotation[index], t.translation[index], cams,
-            self.hparams.supersample, soft_alpha, self.hparams.sigma, self.frame_background(index),
+            ss, soft_alpha, self.hparams.sigma, self.frame_background(index),
         )  # fmt: skip
 
     @torch.no_grad()
@@ -209,12 +217,19 @@ class NHAAvatar(AvatarModule):
         return {**self.loss_fn.base_weights, **self.stage.loss}
 
     def train_outputs(self, batch: Tensors) -> Tensors:
+        """Render the batch at the stage's resolution and supersampling."""
+        stage = self.stage
         soft = self.loss_fn.needs_soft_alpha(self.stage_weights())
-        return self(batch[Batch.INDEX], soft_alpha=soft)
+        size = fit_size(self.image_size, stage.resolution)
+        return self(batch[Batch.INDEX], soft_alpha=soft, size=size, supersample=stage.supersample)
 
     def loss_dict(self, batch: Tensors, out: Tensors) -> tuple[torch.Tensor, Tensors]:
-        """The stage-weighted loss of tracked frames (see :class:`NHALoss`)."""
-        return self.loss_fn(batch, out, self.frame_state(batch[Batch.INDEX]), self.stage_weights())
+        """The stage-weighted loss of tracked frames (see :class:`NHALoss`), at the size ``out`` was
+        rendered at (the batch is scaled to it)."""
+        size = tuple(out[Out.IMAGE].shape[-2:])
+        batch = scaled_batch(batch, size)
+        state = self.frame_state(batch[Batch.INDEX], size=size)
+        return self.loss_fn(batch, out, state, self.stage_weights())
 
     def frame_state(
         self, index: torch.Tensor, expression: torch.Tensor | None = None, size: tuple[int, int] | None = None
@@ -251,11 +266,17 @@ class NHAAvatar(AvatarModule):
         batch = {k: v.to(self.device) for k, v in concat_batches(batches).items()}
         idx = batch[Batch.INDEX]
         t = self.tables
+        d_rot, d_trans = t.pose_offset(torch.as_tensor(self.splits["train"], device=self.device))
+        start = {
+            "expression": t.prior_expression[idx],
+            "rotation": t.prior_rotation[idx] + d_rot,
+            "translation": t.prior_translation[idx] + d_trans,
+        }
         store = StoredFit(self.checkpoint_file)
-        key = store.key(idx, fit.settings()) if store.path(split) is not None else None
+        key = store.key(idx, fit.settings(), start) if store.path(split) is not None else None
         stored = store.load(split, key) if key is not None else None
         if stored is None:
-            expr, rot, trans = self._fit_frames(fit, batch)
+            expr, rot, trans = self._fit_frames(fit, batch, start)
             if key is not None and fit.steps == self.heldout.steps:
                 store.save(split, key, {"expression": expr, "rotation": rot, "translation": trans})
         else:
@@ -266,12 +287,13 @@ class NHAAvatar(AvatarModule):
             t.rotation[idx] = rot
             t.translation[idx] = trans
 
-    def _fit_frames(self, fit: HeldoutFit, batch: Tensors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run ``fit`` on the frames of ``batch`` (every key (N,...)); returns expression, rotation,
-        translation (N,...)."""
+    def _fit_frames(
+        self, fit: HeldoutFit, batch: Tensors, start: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run ``fit`` on the frames of ``batch`` (every key (N,...)) from ``start`` (expression, rotation,
+        translation (N,...)); returns the fitted expression, rotation, translation."""
         idx = batch[Batch.INDEX]
         t = self.tables
-        d_rot, d_trans = t.pose_offset(torch.as_tensor(self.splits["train"], device=self.device))
         size = fit_size(self.image_size, fit.resolution)
         small = scaled_batch(batch, size)
         ss = self.hparams.supersample if fit.supersample is None else fit.supersample
@@ -284,12 +306,7 @@ class NHAAvatar(AvatarModule):
             sub = {k: v[rows] for k, v in small.items()}
             return self.loss_fn(sub, out, self.frame_state(idx[rows], expr, size), fit.weights)
 
-        return fit.run(
-            loss_of,
-            t.prior_expression[idx],
-            t.prior_rotation[idx] + d_rot,
-            t.prior_translation[idx] + d_trans,
-        )
+        return fit.run(loss_of, start["expression"], start["rotation"], start["translation"])
 
     # ---------------------------------------------------------------- schedule
     def on_fit_start(self) -> None:

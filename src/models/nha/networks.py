@@ -28,7 +28,8 @@ class GeometryMLP(nn.Module):
     Args:
         cond_dim: size of the condition vector (e.g. expression + rotation).
         hidden: hidden width; layers: hidden layers; n_freqs: positional-encoding frequencies.
-        max_offset: offsets are ``max_offset * tanh(raw)`` (metres).
+        max_offset: offsets are ``max_offset * tanh(raw)`` (metres), or ``bound * tanh(raw)`` with a
+            per-vertex bound given to :meth:`forward`.
     """
 
     def __init__(
@@ -47,11 +48,12 @@ class GeometryMLP(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """x (V,3) normalised positions, cond (B,C) -> offsets (B,V,3)."""
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, bound: torch.Tensor | None = None) -> torch.Tensor:
+        """x (V,3) normalised positions, cond (B,C), bound (V,) or None (max_offset) -> offsets (B,V,3)."""
         h = self.pos(positional_encoding(x, self.n_freqs))[None] + self.cond(cond)[:, None]
         h = self.body(F.softplus(h, beta=10))
-        return self.max_offset * torch.tanh(self.out(h))
+        scale = self.max_offset if bound is None else bound[None, :, None]
+        return scale * torch.tanh(self.out(h))
 
 
 class MappingNetwork(nn.Module):

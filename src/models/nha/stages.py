@@ -16,12 +16,17 @@ class Stage:
         epochs: number of epochs.
         lr: parameter group -> learning rate; groups not listed are frozen in this stage.
         loss: term -> weight overrides on top of the base loss weights.
+        resolution: render and score the stage's steps at this image side (the batch is scaled down;
+            None: the training size), e.g. a coarse shape stage that only fits silhouettes.
+        supersample: the stage's supersampling factor (None: the model's).
     """
 
     name: str
     epochs: int
     lr: dict[str, float]
     loss: dict[str, float] = field(default_factory=dict)
+    resolution: int | None = None
+    supersample: int | None = None
 
 
 def parse_stages(cfg: Mapping[str, Any], groups: set[str], terms: set[str]) -> list[Stage]:
@@ -50,8 +55,14 @@ def parse_stages(cfg: Mapping[str, Any], groups: set[str], terms: set[str]) -> l
         epochs = int(s["epochs"])
         if epochs < 0:
             raise ValueError(f"stage '{name}' has {epochs} epochs; give 0 (skip it) or more")
+        res, ss = s.get("resolution"), s.get("supersample")
+        for key, v in (("resolution", res), ("supersample", ss)):
+            if v is not None and int(v) < 1:
+                raise ValueError(f"stage '{name}' has {key}={v}; give a positive integer or null")
         if epochs > 0:
-            stages.append(Stage(name=name, epochs=epochs, lr=lr, loss=loss))
+            stages.append(Stage(name=name, epochs=epochs, lr=lr, loss=loss,
+                                resolution=None if res is None else int(res),
+                                supersample=None if ss is None else int(ss)))  # fmt: skip
     if not stages:
         raise ValueError("model.stages has no stage with epochs > 0; give at least one")
     return stages
