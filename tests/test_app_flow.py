@@ -14,6 +14,7 @@ import imageio.v3 as iio
 import pytest
 import trimesh
 
+from src.app.pipeline import QUALITY
 from tests.app_fixtures import VIDEOS, csrf, flow, job_of, login, run_queue  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -42,7 +43,8 @@ def test_training_results_and_downloads(flow):  # noqa: F811
     app, client = flow["app"], flow["client"]
     job = job_of(app, flow["train_job"])
     assert job.status == "done", (job.error, job.log_tail[-3000:])
-    assert job.progress_dict["epoch"] == 2 and job.progress_dict["max_epochs"] == 2
+    tiny = sum(QUALITY["mesh"]["tiny"])  # shape + texture + joint epochs
+    assert job.progress_dict["epoch"] == tiny and job.progress_dict["max_epochs"] == tiny
     res = json.loads(client.get(f"/jobs/{job.id}/files/results.json").data)
     assert res["test_metrics"]["psnr"] > 5
     page = client.get(f"/avatars/{flow['avatar_id']}").get_data(as_text=True)

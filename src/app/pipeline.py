@@ -14,10 +14,11 @@ from typing import Any
 
 import yaml
 
-# user-facing training presets -> epochs (mesh: texture + joint stages; image: total)
+# user-facing training presets -> epochs (mesh: shape + texture + joint stages, standard = nha_video's
+# defaults; image: total, standard = selfie_video's)
 QUALITY = {
-    "mesh": {"tiny": (1, 1), "quick": (3, 3), "standard": (5, 5), "high": (10, 15)},
-    "image": {"tiny": 1, "quick": 10, "standard": 40, "high": 100},
+    "mesh": {"tiny": (1, 1, 1), "quick": (3, 3, 3), "standard": (6, 5, 5), "high": (6, 10, 15)},
+    "image": {"tiny": 1, "quick": 10, "standard": 34, "high": 100},
 }
 RESOLUTIONS = (64, 128, 256, 512)
 EXPERIMENTS = {"mesh": "nha_video", "image": "selfie_video"}
@@ -90,11 +91,12 @@ def train_overrides(cfg: dict[str, Any], p: dict[str, Any], jdir: Path) -> list[
         f"hydra.run.dir={hydra_value(jdir / 'run')}",
     ]
     if family == "mesh":
-        tex, joint = QUALITY["mesh"][p["quality"]]
+        shape, tex, joint = QUALITY["mesh"][p["quality"]]
         ov += [
+            f"model.stages.shape.epochs={shape}",
             f"model.stages.texture.epochs={tex}",
             f"model.stages.joint.epochs={joint}",
-            f"trainer.max_epochs={tex + joint}",
+            f"trainer.max_epochs={shape + tex + joint}",
             "trainer.check_val_every_n_epoch=1",
         ]
     else:
