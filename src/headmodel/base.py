@@ -97,9 +97,15 @@ class HeadModel(nn.Module):
         Returns:
             (B,68,3).
         """
-        tri = self.faces[self.lmk_faces]  # (68,3)
-        corners = vertices[:, tri]  # (B,68,3,3)
-        return (corners * self.lmk_bary[None, :, :, None]).sum(dim=2)
+        return self._surface_points(vertices, self.lmk_faces, self.lmk_bary)
+
+    def _surface_points(
+        self, vertices: torch.Tensor, face_ids: torch.Tensor, bary: torch.Tensor
+    ) -> torch.Tensor:
+        """Points given as triangles ``face_ids`` (P,) and barycentrics ``bary`` (P,3) on vertices (B,V,3)
+        -> (B,P,3)."""
+        corners = vertices[:, self.faces[face_ids]]  # (B,P,3,3)
+        return (corners * bary[None, :, :, None]).sum(dim=2)
 
     def landmarks478(self, vertices: torch.Tensor) -> torch.Tensor:
         """FaceMesh's 478 points on the surface, where the model carries a dense embedding
@@ -117,8 +123,7 @@ class HeadModel(nn.Module):
                 f"{type(self).__name__} has no FaceMesh embedding; run python -m "
                 "src.tracking.calibrate_dense or track with tracking.landmarks=68"
             )
-        corners = vertices[:, self.faces[faces]]  # (B,478,3,3)
-        return (corners * self.dense_bary[None, :, :, None]).sum(dim=2)
+        return self._surface_points(vertices, faces, self.dense_bary)
 
     @property
     def hidden_regions(self) -> list[str]:
