@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ N_DENSE = 478
 IRIS = tuple(range(468, 478))  # 468 and 473 are the iris centres
 DATA_DIR = Path(__file__).resolve().parent / "data"
 ICT_EMBEDDING = DATA_DIR / "ict_facemesh478.npz"
+log = logging.getLogger(__name__)
 
 
 def faces_digest(faces: torch.Tensor | np.ndarray) -> str:
@@ -170,7 +172,8 @@ def attach_dense(headmodel: torch.nn.Module, path: str | Path = ICT_EMBEDDING) -
         return False
     try:
         emb = load_embedding(path, headmodel.faces.cpu(), int(headmodel.template.shape[0]))
-    except HeadModelError:
+    except HeadModelError as err:  # say why dense tracking is unavailable instead of falling back silently
+        log.warning("no dense landmarks for %s: %s", type(headmodel).__name__, err)
         return False
     dev = headmodel.faces.device
     headmodel.register_buffer("dense_faces", torch.from_numpy(emb.faces).to(dev), persistent=False)
