@@ -7,8 +7,12 @@ Runs (the synthetic subject is rendered once and cached under ``--work``):
    FaceMesh, 68 landmarks from ``dlib`` (the ``auto`` choice here) and from ``mediapipe``, masks), then
    tracking on the 68 points; then dense tracking on FaceMesh's 478 points (``tracking.landmarks=dense``,
    the embedding of ``src/headmodel/data/ict_facemesh478.npz``, calibrated on the seed-1 subject, not
-   this seed-0 one); the true parameters are mapped into the crop to score it;
-3. scikit-image's astronaut photo as a short clip (a real face): detection, landmarks, tracking; its
+   this seed-0 one), and the same with the photometric refinement (``tracking.photometric.enabled``);
+   the true parameters are mapped into the crop to score it;
+3. gaze: a subject whose eyes wander (eyeLook weights up to ``GAZE``, turning the eyeballs through the
+   head model's gaze rig) through the same video path and dense tracking, then tracked again from its
+   true 478 points (the fit without detector error);
+4. scikit-image's astronaut photo as a short clip (a real face): detection, landmarks, tracking; its
    reprojection error against the detected landmarks.
 
 Writes ``bench/results/tracking_cpu.json`` and prints a table. Usage (from the repository root)::
@@ -25,38 +29,63 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import src  # noqa: F401
 from src.core.layout import SubjectLayout
 from src.datamodules.synthetic.generate import config_hash, generate_subject
-from src.headmodel.dense import ICT_EMBEDDING, load_embedding
+from src.headmodel.dense import ICT_EMBEDDING, load_embedding, pose_offsets
 from src.headmodel.ict import ICTHeadModel
+from src.headmodel.rotation import axis_angle_to_matrix
 from src.preprocess import preprocess_video
 from src.preprocess.clips import write_astronaut_clip, write_subject_video
 from src.preprocess.landmarks import dlib_available
+from src.render import Cameras
 from src.tracking import attach_ground_truth, score_tracking, track_subject
 from src.utils.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("landmark_px", "landmark_px_nonjaw", "detected_px_nonjaw", "rotation_deg", "expression_mae",
-        "expression_mae_zero", "vertex_face_aligned_mm", "vertex_face_mm", "head_position_mm")  # fmt: skip
+        "expression_mae_zero", "gaze_deg", "gaze_deg_zero", "vertex_face_aligned_mm", "vertex_face_mm",
+        "head_position_mm")  # fmt: skip
+GAZE = 0.6  # peak eyeLook weight of the gaze subject (about +-20 degrees)
 
 
-def synthetic(work: Path, hm, frames: int, res: int) -> Path:
-    """The synthetic subject (cached by its settings)."""
+def synthetic(work: Path, hm, frames: int, res: int, gaze: float = 0.0) -> Path:
+    """The synthetic subject (cached by its settings); ``gaze`` > 0: its eyes wander (eyeLook weights)."""
     cfg = {"resolution": res, "n_frames": frames, "seed": 0}
-    root = work / f"synthetic_{res}px_{frames}f"
+    extra = {"trajectory": {"gaze": gaze}} if gaze > 0 else {}
+    root = work / (f"synthetic_{res}px_{frames}f" + (f"_gaze{gaze:g}" if gaze > 0 else ""))
     layout = SubjectLayout(root)
-    if not (layout.exists() and layout.read_meta().get("config_hash") == config_hash(cfg)):
-        generate_subject(root, hm, config=cfg, **cfg)
+    if not (layout.exists() and layout.read_meta().get("config_hash") == config_hash({**cfg, **extra})):
+        generate_subject(root, hm, config={**cfg, **extra}, **cfg, **extra)
     return root
 
 
-def run_tracking(root: Path, hm, overlay: bool = False, landmarks: str = "68") -> dict:
+def run_tracking(
+    root: Path, hm, overlay: bool = False, landmarks: str = "68", photometric: bool = False
+) -> dict:
     t0 = time.perf_counter()
-    info = track_subject(root, hm, {"overlay": {"enabled": overlay}, "landmarks": landmarks}, force=True)
+    over = {"overlay": {"enabled": overlay}, "landmarks": landmarks, "photometric": {"enabled": photometric}}
+    info = track_subject(root, hm, over, force=True)
     return {"wall_s": round(time.perf_counter() - t0, 2), **info}
+
+
+def true_dense_points(root: Path, hm) -> None:
+    """Replace a subject's detected landmarks478.npy by its true 478 points (the embedding on the true
+    vertices, with the embedding's pose offsets), projected by the true camera: the fit without detector
+    error."""
+    layout = SubjectLayout(root)
+    gt = layout.read_params("ground_truth")
+    verts = torch.from_numpy(np.load(layout.gt_vertices_path)).float()
+    rot = torch.from_numpy(gt["rotation"])
+    pts = hm.landmarks478(verts)
+    if getattr(hm, "dense_offsets", None) is not None:
+        pts = pts + pose_offsets(hm.dense_offsets.float(), rot) @ axis_angle_to_matrix(rot).transpose(1, 2)
+    cams = Cameras(*(torch.as_tensor(gt[k], dtype=torch.float32) for k in ("K", "R", "t")),
+                   (int(layout.read_meta()["height"]),) * 2)  # fmt: skip
+    np.save(root / "landmarks478.npy", cams.project(pts).numpy().astype(np.float32))
 
 
 def astro_row(meta: dict, pre_s: float, info: dict) -> dict:
@@ -116,6 +145,26 @@ def main() -> None:
         runs["detected_dense478"] = {"preprocess": pre, "tracking": info, "scores": score_tracking(root, hm),
                                      "embedding": hm_embedding_settings()}  # fmt: skip
         rows.append(("dense FaceMesh 478 on the MP4", runs["detected_dense478"], pre_s / meta["n_decoded"]))
+        info = run_tracking(root, hm, landmarks="dense", photometric=True)
+        runs["detected_dense478_photometric"] = {"preprocess": pre, "tracking": info,
+                                                 "scores": score_tracking(root, hm)}  # fmt: skip
+        rows.append(("dense 478 + photometric refinement", runs["detected_dense478_photometric"], None))
+
+        # gaze: a subject whose eyes wander, through the same video path; then its true 478 points
+        gaze_syn = synthetic(work, hm, args.frames, args.resolution, gaze=GAZE)
+        root = work / "video_gaze"
+        shutil.rmtree(root, ignore_errors=True)
+        gaze_video = write_subject_video(gaze_syn, work / "synthetic_gaze.mp4")
+        pcfg = {"resolution": args.resolution, "landmarks68": "mediapipe", "min_face_size": 40}
+        preprocess_video(gaze_video, root, pcfg)
+        attach_ground_truth(root, gaze_syn)
+        info = run_tracking(root, hm, landmarks="dense")
+        runs["gaze_detected_dense478"] = {"tracking": info, "scores": score_tracking(root, hm)}
+        rows.append((f"gaze subject ({GAZE:g}): dense 478 on the MP4", runs["gaze_detected_dense478"], None))
+        true_dense_points(root, hm)
+        info = run_tracking(root, hm, landmarks="dense")
+        runs["gaze_true_dense478"] = {"tracking": info, "scores": score_tracking(root, hm)}
+        rows.append(("gaze subject: true 478 points", runs["gaze_true_dense478"], None))
 
     clip = write_astronaut_clip(work / "astronaut.mp4", n=args.astronaut_frames, size=256)
     astro = {}
@@ -141,7 +190,8 @@ def main() -> None:
     write_json(args.out, result)
     print(f"\nSynthetic subject, {args.frames} frames at {args.resolution} px (errors at 256 px):\n")
     head = ["landmarks", "lmk px", "lmk px (no jaw)", "detector px (no jaw)", "rotation deg", "expr MAE",
-            "expr MAE (zeros)", "face mm (rigid-aligned)", "face mm (camera)", "head position mm", "fov deg",
+            "expr MAE (zeros)", "gaze deg", "gaze deg (ahead)", "face mm (rigid-aligned)", "face mm (camera)",
+            "head position mm", "fov deg",
             "preprocess s/frame", "tracking s/frame"]  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|---|" + "---:|" * (len(head) - 1))

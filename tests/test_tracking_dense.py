@@ -11,7 +11,7 @@ import torch
 
 import src  # noqa: F401
 from src.headmodel.base import HeadModelError
-from src.headmodel.dense import ICT_EMBEDDING, embed_points, has_dense, load_embedding
+from src.headmodel.dense import ICT_EMBEDDING, has_dense, load_embedding
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.tracking.fitter import LandmarkModel, Tracker, fit_cameras
 from src.tracking.run import resolve_auto, tracking_config, tracking_hash
@@ -36,7 +36,6 @@ def test_vectorised_lookup_matches_a_loop(ict_model):
     g = torch.Generator().manual_seed(0)
     verts = ict_model.template[None] + 0.01 * torch.randn(2, *ict_model.template.shape, generator=g)
     fast = ict_model.landmarks478(verts)
-    also = embed_points(verts, ict_model.faces, ict_model.dense_faces, ict_model.dense_bary)
     slow = torch.zeros(2, 478, 3)
     for b in range(2):
         for p in range(478):
@@ -44,14 +43,22 @@ def test_vectorised_lookup_matches_a_loop(ict_model):
             for k in range(3):
                 slow[b, p] += ict_model.dense_bary[p, k] * verts[b, tri[k]]
     assert fast.shape == (2, 478, 3)
-    assert torch.allclose(fast, slow, atol=1e-6) and torch.allclose(also, slow, atol=1e-6)
+    assert torch.allclose(fast, slow, atol=1e-6)
     # the linear fast path of the fitter precomputes the same rows
     lm = LandmarkModel(ict_model, dense=True)
     assert lm.linear and lm.tmpl.shape == (478, 3) and lm.exb.shape == (ict_model.n_expression, 478, 3)
     e = torch.rand(3, ict_model.n_expression, generator=g) * 0.3
     i = 0.5 * torch.randn(ict_model.n_identity, generator=g)
     ref = ict_model.landmarks478(ict_model.canonical(i[None].expand(3, -1), e))
-    assert torch.allclose(lm.canonical(i, e), ref, atol=1e-6)
+    # with turned eyes the fitter keeps lid-margin points calibrated onto an eyeball's rim with the lids,
+    # so the two agree everywhere but there (the irises: test_headmodel_gaze.py)
+    rim = (ict_model.point_eyes(ict_model.dense_faces) >= 0) & (torch.arange(478) < 468)
+    assert rim.sum() < 12
+    assert torch.allclose(lm.canonical(i, e)[:, ~rim], ref[:, ~rim], atol=1e-6)
+    still = e.clone()
+    still[:, [i for i, n in enumerate(ict_model.expression_names) if n.startswith("eyeLook")]] = 0
+    ref = ict_model.landmarks478(ict_model.canonical(i[None].expand(3, -1), still))
+    assert torch.allclose(lm.canonical(i, still), ref, atol=1e-6)
 
 
 def _truth(hm, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -99,8 +106,8 @@ def test_dense_ground_truth_points_recover_pose_and_expression(ict_model):
 
 
 def test_iris_points_ride_on_the_eyeballs(ict_model):
-    """ICT-FaceKit Light's eyeLook* blendshapes move the eyelids, not the eyeballs: the iris points are
-    rigid with the head, so tracking cannot recover gaze from them (an eyeball rotation would be needed)."""
+    """ICT-FaceKit Light's eyeLook* blendshapes move the eyelids, not the eyeballs: the blendshapes alone
+    leave the iris points still, which is why the head model carries a gaze rig (test_headmodel_gaze.py)."""
     emb_faces = ict_model.faces[ict_model.dense_faces[468:]].flatten()
     eyeball = torch.isin(
         ict_model.vertex_regions[emb_faces],

@@ -141,7 +141,7 @@ def test_photometric_refinement_runs(tiny_subject, ict_model, tmp_path):
     cfg = {
         **FAST,
         "steps": 100,
-        "photometric": {"enabled": True, "steps": 2, "resolution": 24, "batch_frames": 2},
+        "photometric": {"enabled": True, "texture_steps": 2, "steps": 2, "resolution": 24, "batch_frames": 2},
     }
     info = track_subject(root, ict_model, cfg)
     assert "photometric" in info["final_loss"] and info["timings"]["photometric_s"] > 0

@@ -35,6 +35,7 @@ class Batch(_Names):
     SEGMENTATION = "segmentation"  # (B,H,W) long label ids of src.core.layout.SEG_LABELS
     NORMALS = "normals"  # (B,3,H,W) camera-space unit normals, 0 on the background
     LANDMARKS68 = "landmarks68"  # (B,68,2) pixels (x,y)
+    LANDMARKS478 = "landmarks478"  # (B,478,2) FaceMesh's points, pixels (video subjects)
     VALID = "valid"  # (B,1,H,W) 1 where the frame shows the video, 0 where the crop was padded (all ones
     # for subjects without a validity mask)
     OCCLUSION = "occlusion"  # (B,1,H,W) 1 where something (a hand, an object) covers the face

@@ -17,10 +17,11 @@ class SubjectFrames(Dataset):
     Each item is a dict:
         index () long frame number; image (3,H,W) float in [0,1]; mask (1,H,W) float in [0,1];
         segmentation (H,W) long (if available); normals (3,H,W) float in [-1,1] (if available);
-        landmarks68 (68,2) float pixels (if available); valid (1,H,W) float, 0 where the crop was padded
-        (all ones when absent); occlusion (1,H,W) float, 1 where a hand or object covers the face (all
-        zeros when absent); occluded () float, 1 for a frame with an occluder; background (3,H,W) float,
-        the plate as this frame sees it (only when the subject has one). See src/core/streams.py.
+        landmarks68 (68,2) and landmarks478 (478,2) float pixels (if available); valid (1,H,W) float, 0
+        where the crop was padded (all ones when absent); occlusion (1,H,W) float, 1 where a hand or
+        object covers the face (all zeros when absent); occluded () float, 1 for a frame with an occluder;
+        background (3,H,W) float, the plate as this frame sees it (only when the subject has one). See
+        src/core/streams.py.
     """
 
     def __init__(self, layout: SubjectLayout, indices: list[int], meta: dict) -> None:
@@ -30,6 +31,9 @@ class SubjectFrames(Dataset):
         self.landmarks = None
         if self.available.get("landmarks68"):
             self.landmarks = torch.from_numpy(np.load(layout.landmarks68_path)).float()
+        self.dense = None
+        if self.available.get("landmarks478"):
+            self.dense = torch.from_numpy(np.load(layout.landmarks478_path)).float()
         h, w = int(meta["height"]), int(meta["width"])
         valid = read_valid(layout, meta)
         self.valid = torch.ones(1, h, w) if valid is None else torch.from_numpy(valid).float()[None]
@@ -54,6 +58,8 @@ class SubjectFrames(Dataset):
             item[Batch.NORMALS] = torch.where(n.sum(0, keepdim=True) > 0, n * 2 - 1, torch.zeros_like(n))
         if self.landmarks is not None:
             item[Batch.LANDMARKS68] = self.landmarks[i]
+        if self.dense is not None:
+            item[Batch.LANDMARKS478] = self.dense[i]
         item[Batch.VALID] = self.valid
         if self.available.get("occlusion"):
             item[Batch.OCCLUSION] = (

@@ -143,22 +143,6 @@ def pose_offsets(offsets: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nk,kpc->npc", pose_features(rotation), offsets)
 
 
-def embed_points(vertices: torch.Tensor, mesh_faces: torch.Tensor, faces: torch.Tensor, bary: torch.Tensor):
-    """Points on a mesh from triangle ids and barycentrics (vectorised).
-
-    Args:
-        vertices: (B,V,3) vertices (or (K,V,3) blendshape bases: the map is linear).
-        mesh_faces: (F,3) long triangles.
-        faces: (P,) long triangle id of each point.
-        bary: (P,3) barycentric coordinates.
-
-    Returns:
-        (B,P,3) points.
-    """
-    tri = mesh_faces[faces]  # (P,3)
-    return torch.einsum("bpkc,pk->bpc", vertices[:, tri], bary.to(vertices.dtype))
-
-
 def attach_dense(headmodel: torch.nn.Module, path: str | Path = ICT_EMBEDDING) -> bool:
     """Give ``headmodel`` the buffers ``dense_faces`` (478,), ``dense_bary`` (478,3), ``dense_weights``
     (478,) and ``dense_offsets`` (K,478,3, or None) from an embedding file, when the file exists and fits

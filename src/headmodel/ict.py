@@ -17,6 +17,7 @@ import torch
 from src.headmodel.atlas import pack_atlas
 from src.headmodel.base import HeadModel, HeadModelError
 from src.headmodel.dense import ICT_EMBEDDING, attach_dense
+from src.headmodel.gaze import GazeRig
 from src.headmodel.regions import (
     ICT_HAIR_REGIONS,
     ICT_HIDDEN_REGIONS,
@@ -105,6 +106,8 @@ class ICTHeadModel(HeadModel):
             so a single texture image covers every material; False keeps the original coordinates.
         dense: load the packaged FaceMesh-478 embedding (:mod:`src.headmodel.dense`) when it fits this
             mesh, for :meth:`landmarks478`; ``has_dense`` tells whether it did.
+        gaze_deg: (horizontal, vertical) eyeball rotation in degrees at eyeLook weight 1
+            (:mod:`src.headmodel.gaze`), or None to keep the eyeballs still (ICT's own behaviour).
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class ICTHeadModel(HeadModel):
         scale: float = 0.01,
         atlas: bool = True,
         dense: bool = True,
+        gaze_deg: tuple[float, float] | None = (35.0, 25.0),
     ) -> None:
         super().__init__()
         try:
@@ -183,6 +187,10 @@ class ICTHeadModel(HeadModel):
         for name, value in buffers.items():
             self.register_buffer(name, value, persistent=False)
         self.has_dense = bool(dense) and attach_dense(self, ICT_EMBEDDING)
+        self.gaze = None
+        if gaze_deg is not None and GazeRig.available(self.region_names):
+            self.gaze = GazeRig(self.template, self.identity_basis, self.vertex_regions, self.region_names,
+                                self.expression_names, gaze_deg)  # fmt: skip
 
     @staticmethod
     def _load(path) -> dict[str, np.ndarray]:
@@ -279,13 +287,24 @@ class ICTHeadModel(HeadModel):
             joint_pose: ignored (ICT has no joints; (B,0) or None).
 
         Returns:
-            (B,V,3) vertices in metres.
+            (B,V,3) vertices in metres; with a gaze rig the eyeballs turn with the eyeLook weights.
         """
         dtype = self.template.dtype
         identity = identity.to(dtype).reshape(-1, self.n_identity)
         expression = expression.to(dtype).reshape(-1, self.n_expression)
         verts = self.template + torch.einsum("bi,ivc->bvc", identity, self.identity_basis)
-        return verts + torch.einsum("be,evc->bvc", expression, self.expression_basis)
+        verts = verts + torch.einsum("be,evc->bvc", expression, self.expression_basis)
+        if self.gaze is not None:
+            ident = identity.expand(verts.shape[0], -1)
+            verts = self.gaze.apply(verts, self.gaze.vertex_eye, ident, expression.expand(verts.shape[0], -1))
+        return verts
+
+    def point_eyes(self, face_ids: torch.Tensor) -> torch.Tensor:
+        """(P,) long: 0/1 for surface points (triangles ``face_ids``) on the left/right eyeball, else -1
+        (all -1 without a gaze rig)."""
+        if self.gaze is None:
+            return torch.full((len(face_ids),), -1, dtype=torch.long, device=face_ids.device)
+        return self.gaze.vertex_eye[self.faces[face_ids, 0]]
 
     def expression_index(self, name: str) -> int:
         """Position of a named blendshape (e.g. ``'jawOpen'``) in the expression vector."""

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from src.headmodel.dense import pose_offsets
+from src.headmodel.dense import IRIS, pose_offsets
 from src.headmodel.rotation import axis_angle_to_matrix, matrix_to_axis_angle
 from src.render import Cameras
 from src.utils.signals import check_stop
@@ -40,6 +40,10 @@ class LandmarkModel(nn.Module):
 
     Linear models without joints (ICT) get a fast path: the landmark rows of the template and bases are
     precomputed, so a step costs O(N * L * (Ni + Ne)) instead of evaluating every vertex.
+
+    With a gaze rig (:mod:`src.headmodel.gaze`) the iris points turn with the eyeballs; the few lid-margin
+    points the calibration put on an eyeball's visible rim stay with the lids (unlike
+    ``headmodel.landmarks478`` of turned eyes, which carries them along).
 
     Args:
         headmodel: a HeadModel.
@@ -56,6 +60,14 @@ class LandmarkModel(nn.Module):
             and hasattr(headmodel, "identity_basis")
             and hasattr(headmodel, "expression_basis")
         )
+        # FaceMesh's iris points lie on the eyeballs: with a gaze rig they turn with the eyeLook weights.
+        # Lid-margin points calibrated onto the eyeball's visible rim stay with the lids.
+        rig = getattr(headmodel, "gaze", None) if self.dense else None
+        eyes = headmodel.point_eyes(headmodel.dense_faces) if rig is not None else None
+        if eyes is not None:
+            eyes = torch.where(torch.isin(torch.arange(len(eyes)), torch.tensor(IRIS)), eyes, -1)
+        self.gaze = rig if eyes is not None and bool((eyes >= 0).any()) else None
+        self.register_buffer("point_eye", eyes, persistent=False)
         off = getattr(headmodel, "dense_offsets", None) if self.dense else None
         self.register_buffer("offsets", None if off is None else off.detach().float(), persistent=False)
         if self.linear:
@@ -68,7 +80,10 @@ class LandmarkModel(nn.Module):
         """(N,L,3) unposed landmarks for identity (Ni,), expression (N,Ne), joint_pose (N,Nj) or None."""
         if self.linear:
             base = self.tmpl + torch.einsum("i,ilc->lc", identity, self.idb)
-            return base + torch.einsum("ne,elc->nlc", expression, self.exb)
+            lm = base + torch.einsum("ne,elc->nlc", expression, self.exb)
+            if self.gaze is not None:
+                lm = self.gaze.apply(lm, self.point_eye, identity[None].expand(len(lm), -1), expression)
+            return lm
         n = expression.shape[0]
         verts = self.headmodel.canonical(identity[None].expand(n, -1), expression, joint_pose)
         return self.points(verts)
@@ -182,6 +197,8 @@ class Tracker(nn.Module):
         self.register_buffer("obs", torch.as_tensor(observed, dtype=torch.float32))
         if self.dense:
             w = headmodel.dense_weights.detach().float().cpu().clone()
+            # ten iris points among 478 would leave gaze to the expression prior: they weigh more
+            w[list(IRIS)] *= float(cfg.get("iris_weight", 1.0))
             # the rigid initialisation uses the stable face points (not the iris, not the contour)
             self.init_points = np.nonzero((w >= 0.5).numpy() & (np.arange(478) < 468))[0]
         else:
@@ -246,16 +263,16 @@ class Tracker(nn.Module):
     def loss(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total objective and its terms."""
         w = self.cfg["weights"]
+        e, rot, tr, jp = self.expression, self.rotation, self.translation, self.joint_pose
         r = torch.sqrt(((self.landmarks2d() - self.obs) * (256.0 / self.size)).pow(2).sum(-1) + 1e-8)
         sigma2 = float(self.cfg["noise_px"]) ** 2  # the priors weigh more against noisier landmarks
         terms = {"landmarks": (huber(r, self.cfg["huber_px"]) * self.point_w * self.visible).mean() / sigma2}
         terms["identity"] = w["identity"] * self.identity.pow(2).sum()
-        e = self.expression
         terms["expression"] = (
             w["expression_l1"] * e.abs().sum(1).mean() + w["expression_l2"] * e.pow(2).sum(1).mean()
         )
         if self.joint_pose.shape[1]:
-            terms["joint_pose"] = w["joint_pose"] * self.joint_pose.pow(2).sum(1).mean()
+            terms["joint_pose"] = w["joint_pose"] * jp.pow(2).sum(1).mean()
         terms["focal"] = w["focal"] * (self.log_focal - self.log_f0) ** 2
         if e.shape[0] > 1:
 
@@ -263,10 +280,10 @@ class Tracker(nn.Module):
                 return ((x[1:] - x[:-1]).pow(2).sum(1) * self.gap_w).mean()
 
             terms["smooth"] = (
-                w["smooth_rotation"] * smooth(self.rotation)
+                w["smooth_rotation"] * smooth(rot)
                 # centimetres at 0.7 m: relative to the camera distance, so that a wider field of view
                 # (a closer camera, smaller translations) is not favoured by the focal search
-                + w["smooth_translation"] * smooth(self.translation * (70.0 / self.distance))
+                + w["smooth_translation"] * smooth(tr * (70.0 / self.distance))
                 + w["smooth_expression"] * smooth(e)
             )
         return sum(terms.values()), terms

@@ -24,6 +24,7 @@ from src.core.streams import read_landmark_visibility
 from src.headmodel.dense import has_dense
 from src.tracking.fitter import Tracker, focal_search
 from src.tracking.overlay import write_overlays
+from src.tracking.photometric import photometric_refine
 from src.utils.config import to_plain
 from src.utils.io import write_npz
 
@@ -222,8 +223,6 @@ def _fit(layout, headmodel, obs, size, cfg, gaps, digest, force, visible=None) -
         losses = timed("full_s", lambda: tk.run_stage("full", int(cfg["steps"])))
         save(2, tk)
     if cfg["photometric"]["enabled"] and finished < 3:
-        from src.tracking.photometric import photometric_refine
-
         losses = timed("photometric_s", lambda: photometric_refine(tk, layout, headmodel, cfg["photometric"]))
         save(3, tk)
     with torch.no_grad():

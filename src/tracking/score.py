@@ -8,6 +8,8 @@ projections into the subject's own frames:
 - ``rotation_deg``: geodesic angle between the true and tracked head orientations in the camera;
 - ``expression_mae``: mean absolute error of the expression coefficients (same head model only), and
   ``expression_mae_zero``, that of predicting all zeros, for scale;
+- ``gaze_deg``: angle between the true and tracked look directions of the eyes in the head frame (head
+  models with a gaze rig, :mod:`src.headmodel.gaze`), and ``gaze_deg_zero``, that of looking ahead;
 - ``vertex_mm``: mean distance of all posed vertices in the camera frame (includes the depth/scale
   ambiguity of a monocular fit); ``vertex_face_mm``: the same on the ``face`` region;
   ``vertex_face_aligned_mm``: face region after a per-frame rigid (rotation + translation) alignment;
@@ -100,6 +102,15 @@ def score_tracking(layout: SubjectLayout | str | Path, headmodel=None, chunk: in
     if tr["expression"].shape == gt["expression"].shape:
         out["expression_mae"] = float(np.abs(tr["expression"] - gt["expression"]).mean())
         out["expression_mae_zero"] = float(np.abs(gt["expression"]).mean())  # predicting all zeros
+        if getattr(hm, "gaze", None) is not None:
+            d_tr, d_gt = (hm.gaze.directions(torch.from_numpy(p["expression"])) for p in (tr, gt))
+            ahead = torch.zeros_like(d_gt)
+            ahead[..., 2] = 1
+
+            def angle(a: torch.Tensor, b: torch.Tensor) -> float:
+                return float(torch.rad2deg(torch.acos((a * b).sum(-1).clamp(-1, 1))).mean())
+
+            out["gaze_deg"], out["gaze_deg_zero"] = angle(d_tr, d_gt), angle(ahead, d_gt)
     if hm is not None and layout.gt_vertices_path.exists():
         gt_v = np.load(layout.gt_vertices_path, mmap_mode="r")
         face = (

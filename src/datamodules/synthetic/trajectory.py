@@ -47,6 +47,7 @@ def make_trajectory(
     max_translation: float = 0.01,
     talk: float = 0.6,
     smile: float = 0.8,
+    gaze: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """A talking, smiling, blinking, brow-raising, head-turning sequence.
 
@@ -62,6 +63,7 @@ def make_trajectory(
         max_translation: head translation limit (metres) on each axis.
         talk: peak jawOpen weight while talking.
         smile: peak mouthSmile weight.
+        gaze: peak eyeLook weight of wandering, conjugate eye movements (0: the eyes look ahead).
 
     Returns:
         dict with expression (N,Ne) float32 in [0,1], yaw/pitch/roll (N,) radians, translation (N,3).
@@ -111,6 +113,17 @@ def make_trajectory(
     pitch = np.deg2rad(max_pitch_deg) * _smooth_noise(rng(), n, fps, 0.4)
     roll = np.deg2rad(max_roll_deg) * _smooth_noise(rng(), n, fps, 0.3)
     trans = np.stack([max_translation * _smooth_noise(rng(), n, fps, 0.3) for _ in range(3)], -1)
+    if gaze > 0:  # drawn after everything else, so the other signals are the same with or without it
+        h = gaze * _smooth_noise(rng(), n, fps, 0.5)  # towards the subject's left (+x) when positive
+        v = gaze * _smooth_noise(rng(), n, fps, 0.4)
+        put("eyeLookOut_L", h)
+        put("eyeLookIn_R", h)
+        put("eyeLookIn_L", -h)
+        put("eyeLookOut_R", -h)
+        put("eyeLookUp_L", v)
+        put("eyeLookUp_R", v)
+        put("eyeLookDown_L", -v)
+        put("eyeLookDown_R", -v)
     return {
         "expression": expr.astype(np.float32),
         "yaw": yaw.astype(np.float32),

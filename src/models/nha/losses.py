@@ -60,9 +60,11 @@ class NHALoss(nn.Module):
         faces: (F,3) rendered triangles; n_vertices: V; active: (Va,) ids of the vertices with offsets.
         region_allowed: (K,C) bool, which segmentation labels each head-model region may be rendered over
             (the semantic term; see :func:`src.losses.region_label_matrix`).
-        landmarks: head-model vertices (B,V,3) -> 3-D landmarks (B,68,3).
-        cfg: {"weights": {term: weight}, "class_weights": [...] (per SEG_LABELS), "landmark_weights":
-            {"jaw": w}, "perceptual": {...} (PerceptualLoss kwargs)}.
+        landmarks: head-model vertices (B,V,3) -> 3-D landmarks (B,L,3): the 68 iBUG points, or
+            FaceMesh's 478 with ``cfg["landmark_points"] == "dense"``.
+        cfg: {"weights": {term: weight}, "class_weights": [...] (per SEG_LABELS), "landmark_points": "68" or
+            "dense", "landmark_weights": {"jaw": w} (68 points), "perceptual": {...} (PerceptualLoss kwargs)}.
+        dense_weights: (478,) per-point weights of the head model's dense embedding (``dense`` only).
         uses_perceptual: build the (frozen, VGG) perceptual network.
     """
 
@@ -75,6 +77,7 @@ class NHALoss(nn.Module):
         landmarks: Callable[[torch.Tensor], torch.Tensor],
         cfg: Mapping[str, Any],
         uses_perceptual: bool,
+        dense_weights: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.base_weights = {k: float(v) for k, v in dict(cfg["weights"]).items()}
@@ -86,8 +89,20 @@ class NHALoss(nn.Module):
         self.register_buffer(
             "class_weights", torch.tensor(cw, dtype=torch.float32) if cw else None, persistent=False
         )
-        lw = torch.ones(68)
-        lw[:17] = float(cfg.get("landmark_weights", {}).get("jaw", 1.0))
+        points = str(cfg.get("landmark_points", "68"))
+        if points not in ("68", "dense"):
+            raise ValueError(f"loss.landmark_points={points!r}: use 68 or dense")
+        if points == "dense":
+            if dense_weights is None:
+                raise ValueError(
+                    "loss.landmark_points=dense needs a head model with a FaceMesh embedding; "
+                    "run python -m src.tracking.calibrate_dense or use loss.landmark_points=68"
+                )
+            lw = dense_weights.detach().float() / dense_weights.float().mean()
+        else:
+            lw = torch.ones(68)
+            lw[:17] = float(cfg.get("landmark_weights", {}).get("jaw", 1.0))
+        self.landmark_key = Batch.LANDMARKS478 if points == "dense" else Batch.LANDMARKS68
         self.register_buffer("landmark_weights", lw, persistent=False)
         self.register_buffer("edges", mesh_edges(faces), persistent=False)
         self.register_buffer("faces", faces, persistent=False)
@@ -124,10 +139,15 @@ class NHALoss(nn.Module):
             return full[0]
 
         def lmk() -> torch.Tensor:
+            if self.landmark_key not in batch:
+                raise ValueError(
+                    f"the landmark term needs {self.landmark_key}.npy, which this subject lacks "
+                    "(FaceMesh's 478 points come with video subjects): use loss.landmark_points=68"
+                )
             pred = state.cameras.project(self.landmarks(out[Out.VERTICES]))
             size = state.cameras.image_size
-            visible = landmark_visible(batch)
-            return landmark_loss(pred, batch[Batch.LANDMARKS68], self.landmark_weights, visible, size)
+            visible = landmark_visible(batch, self.landmark_key)
+            return landmark_loss(pred, batch[self.landmark_key], self.landmark_weights, visible, size)
 
         def perceptual() -> torch.Tensor:
             if self.perceptual is None:

@@ -83,8 +83,10 @@ class NHAAvatar(AvatarModule):
         uses_perceptual = float(loss["weights"].get("perceptual", 0)) > 0 or any(
             s.loss.get("perceptual", 0) > 0 for s in self.stages
         )
+        dense = str(loss.get("landmark_points", "68")) == "dense"
         self.loss_fn = NHALoss(self.net.faces, hm.template.shape[0], self.net.active, self.net.region_allowed,
-                               hm.landmarks, loss, uses_perceptual)  # fmt: skip
+                               hm.landmarks478 if dense else hm.landmarks, loss, uses_perceptual,
+                               getattr(hm, "dense_weights", None))  # fmt: skip
         self.tables = FrameTables(hm.n_expression)
         self.heldout = HeldoutFit.from_config(heldout_fit)
         if background not in BACKGROUNDS:
