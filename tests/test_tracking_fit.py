@@ -12,9 +12,11 @@ import torch
 
 import src  # noqa: F401
 from src.core.layout import SubjectLayout
+from src.headmodel.rotation import axis_angle_to_matrix
 from src.tracking import score_tracking, track_subject
 from src.tracking.fitter import LandmarkModel, Tracker
 from src.tracking.run import tracking_config
+from src.tracking.score import _geodesic_deg
 from src.utils.io import write_npz
 
 FAST = {"steps_rigid": 100, "steps": 500, "focal": {"search_steps": [30, 120], "search_frames": 8},
@@ -184,3 +186,15 @@ def test_invisible_landmarks_count_nowhere(tiny_subject, ict_model):
     masked = np.abs(fit(spoiled, (~hidden).astype(np.float32))).mean()
     pulled = np.abs(fit(spoiled, None)).mean()
     assert masked < 1.5 * clean + 0.05 and pulled > masked + 0.1
+
+
+def test_geodesic_angle_matches_the_axis_angle_norm():
+    """The score's rotation error is the angle of the relative rotation, exact near zero too."""
+    g = torch.Generator().manual_seed(0)
+    axis = torch.nn.functional.normalize(torch.randn(40, 3, generator=g, dtype=torch.float64), dim=1)
+    angle = torch.cat(
+        [torch.rand(36, generator=g, dtype=torch.float64) * 3.1, torch.tensor([0, 1e-6, 1e-4, 1e-2])]
+    )
+    a = axis_angle_to_matrix(torch.randn(40, 3, generator=g, dtype=torch.float64)).numpy()
+    rel = axis_angle_to_matrix(axis * angle[:, None]).numpy()
+    np.testing.assert_allclose(_geodesic_deg(rel @ a, a), np.degrees(angle.numpy()), atol=1e-9)

@@ -92,6 +92,8 @@ def tracking_hash(cfg: dict[str, Any], headmodel, landmarks: Path) -> str:
             if getattr(headmodel, k, None) is not None:
                 emb.update(getattr(headmodel, k).detach().cpu().numpy().tobytes())
         hm["dense"] = emb.hexdigest()[:12]
+        gaze = getattr(headmodel, "gaze", None)  # turns the iris points
+        hm["gaze"] = None if gaze is None else [round(r, 6) for r in gaze.max_rad]
     blob = json.dumps({"v": TRACKING_VERSION, "cfg": fit_cfg, "hm": hm}, sort_keys=True, default=str)
     h = hashlib.sha1(blob.encode())
     h.update(landmarks.read_bytes())
