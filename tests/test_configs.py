@@ -94,3 +94,18 @@ def test_hidden_region_names_live_in_the_head_models():
         if p.parent.name != "headmodel" and any(n in p.read_text() for n in names)
     ]
     assert not found, f"region names hard-coded outside src/headmodel: {found}"
+
+
+def test_parameter_refinement_follows_the_parameters_quality(tmp_path):
+    """Exact synthetic parameters are not refined in the joint stage; perturbed (noisy) or tracked (video)
+    ones are, in every stage that trains the avatar jointly."""
+    refined = ("identity", "expression", "pose")
+
+    def joint_lr(experiment: str, *extra: str) -> dict:
+        cfg = compose_train([f"experiment={experiment}", *extra], output_dir=tmp_path)
+        return dict(cfg.model.stages.joint.lr)
+
+    exact = joint_lr("nha_synthetic")
+    assert all(exact.get(g, 0.0) == 0.0 for g in refined) and exact["texture"] > 0
+    for lr in (joint_lr("nha_synthetic_noisy"), joint_lr("nha_video", "data.path=me.mp4")):
+        assert all(lr[g] > 0 for g in refined)
