@@ -76,3 +76,20 @@ def test_early_stop_ends_the_fit():
     expr, _, _ = HeldoutFit(steps=200, lr=0.1, batch_size=4, tol=0.05).run(loss_of, *start)
     assert full == 200 and 2 < len(calls) < 200
     assert (expr - 0.5).abs().max() < 0.25  # stopped once progress slowed, not before it started
+
+
+def test_pose_steps_are_scaled_and_the_rates_decay():
+    """Adam moves a parameter with a constant-sign gradient by its learning rate per step. Over N steps of
+    the cosine decay (rates lr (1 + cos(pi k / N)) / 2, k = 0..N-1) that is lr (N + 1) / 2, not the lr N of
+    a constant rate; the pose's rate is ``lr * pose_lr_scale``."""
+
+    def loss_of(expr, rot, trans, rows):  # constant pulls: expression up, pose down
+        return -expr.sum() + rot.sum() + trans.sum(), {}
+
+    lr, scale, steps, n = 0.01, 0.1, 40, 6  # one batch: a step per pass
+    start = (torch.full((n, 4), 0.2), torch.zeros(n, 3), torch.zeros(n, 3))
+    fit = HeldoutFit(steps=steps, lr=lr, batch_size=n, pose_lr_scale=scale)
+    expr, rot, trans = fit.run(loss_of, *start)
+    torch.testing.assert_close(expr, torch.full_like(expr, 0.2 + lr * (steps + 1) / 2), atol=1e-4, rtol=0)
+    for p in (rot, trans):
+        torch.testing.assert_close(p, torch.full_like(p, -lr * scale * (steps + 1) / 2), atol=1e-5, rtol=0)

@@ -41,13 +41,16 @@ class _Proc:
     def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
         self.text = ""
         self.proc = subprocess.Popen(cmd, cwd=str(REPO), env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, bufsize=1)  # fmt: skip
+                                     stderr=subprocess.STDOUT, bufsize=0)  # fmt: skip
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
     def _read(self) -> None:
-        for chunk in iter(lambda: self.proc.stdout.read(256), ""):
-            self.text += chunk
+        # os.read returns what the pipe holds now; a buffered read(n) would wait for n characters, and a
+        # marker could sit unseen in a half-filled chunk until the run had moved on
+        fd = self.proc.stdout.fileno()
+        while chunk := os.read(fd, 4096):
+            self.text += chunk.decode(errors="replace")
 
     def wait_for(self, marker: str, timeout: float) -> None:
         end = time.time() + timeout

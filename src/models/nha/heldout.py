@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,16 @@ class HeldoutFit:
             training size). Expression and pose are resolution-free, so a coarse fit serves every size.
         supersample: the renderer's supersampling during the fit (None: the model's).
         tol: early stop when a pass lowers the mean loss by less than this fraction (0: all passes).
+        pose_lr_scale: rotation (radians) and translation (metres) learn at ``lr`` times this. One Adam
+            learning rate for all three moved a pose by up to ``lr`` per step whatever its gradient (5 mm at
+            5e-3), and the frames wandered off parameters that already fitted.
+
+    The learning rates fall to zero along a cosine over all steps, so the fit settles instead of ending on
+    Adam's last noisy step. Measured (sixth session, the fit of 16 held-out frames at 128 px, 25 passes,
+    lr 5e-3, run on trained checkpoints):
+    started from the synthetic subject's true parameters, the old single-rate fit lost 4.4 dB of the
+    held-out frames (35.43 -> 31.00), this one 0.1 dB (35.34); on the real clip it scores 29.35 dB against
+    29.00 (start: 27.64).
     """
 
     steps: int = 0
@@ -51,6 +62,7 @@ class HeldoutFit:
     resolution: int | None = None
     supersample: int | None = None
     tol: float = 0.0
+    pose_lr_scale: float = 0.1
 
     @classmethod
     def from_config(cls, cfg: Mapping | None) -> HeldoutFit:
@@ -59,7 +71,8 @@ class HeldoutFit:
         res, ss = cfg.get("resolution"), cfg.get("supersample")
         fit = cls(steps=int(cfg.get("steps", 0)), lr=float(cfg.get("lr", 2e-3)),
                   batch_size=int(cfg.get("batch_size", 8)), resolution=None if res is None else int(res),
-                  supersample=None if ss is None else int(ss), tol=float(cfg.get("tol", 0.0)))  # fmt: skip
+                  supersample=None if ss is None else int(ss), tol=float(cfg.get("tol", 0.0)),
+                  pose_lr_scale=float(cfg.get("pose_lr_scale", 0.1)))  # fmt: skip
         if cfg.get("weights") is not None:
             fit.weights = {k: float(v) for k, v in dict(cfg["weights"]).items()}
         return fit
@@ -67,7 +80,8 @@ class HeldoutFit:
     def settings(self) -> dict:
         """The settings as plain values (part of the key a stored fit is checked against)."""
         return {"steps": self.steps, "lr": self.lr, "batch_size": self.batch_size, "weights": self.weights,
-                "resolution": self.resolution, "supersample": self.supersample, "tol": self.tol}  # fmt: skip
+                "resolution": self.resolution, "supersample": self.supersample, "tol": self.tol,
+                "pose_lr_scale": self.pose_lr_scale}  # fmt: skip
 
     def run(
         self,
@@ -76,7 +90,7 @@ class HeldoutFit:
         rotation: torch.Tensor,
         translation: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Optimise the start values with Adam.
+        """Optimise the start values with Adam (pose at ``lr * pose_lr_scale``, cosine decay to zero).
 
         Args:
             loss_of: the loss of given parameters of the frames in a slice of the batch.
@@ -86,8 +100,14 @@ class HeldoutFit:
             fitted expression (N,Ne) (clamped to [0,1]), rotation (N,3), translation (N,3), detached.
         """
         params = [t.detach().clone() for t in (expression, rotation, translation)]
-        opt = torch.optim.Adam(params, lr=self.lr)
+        pose_lr = self.lr * self.pose_lr_scale
+        opt = torch.optim.Adam(
+            [{"params": [p], "lr": lr} for p, lr in zip(params, (self.lr, pose_lr, pose_lr))]
+        )
         n = expression.shape[0]
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, max(1, self.steps * math.ceil(n / self.batch_size))
+        )
         with torch.enable_grad():
             for p in params:
                 p.requires_grad_(True)
@@ -102,7 +122,8 @@ class HeldoutFit:
                     for p, g in zip(params, grads):
                         p.grad = g  # None (unused): Adam leaves that tensor alone this step
                     opt.step()
-                    seen += float(total) * len(range(n)[rows])
+                    sched.step()
+                    seen += float(total.detach()) * len(range(n)[rows])
                 if last is not None and self.tol > 0 and last - seen < self.tol * abs(last):
                     break
                 last = seen
