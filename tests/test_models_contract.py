@@ -59,7 +59,7 @@ def test_heldout_fit_optimises_only_its_tensors():
         total = ((expr - 0.25) ** 2).sum() + ((net(rot) - target) ** 2).sum() + (trans**2).sum()
         return total, {}
 
-    fit = HeldoutFit(steps=50, lr=0.05, batch_size=2, pose_lr_scale=1.0)  # rates: test_nha_heldout.py
+    fit = HeldoutFit(steps=50, lr=0.05, batch_size=2, translation_lr_scale=1.0)  # rates: test_nha_heldout.py
     expr0, rot0, trans0 = torch.zeros(3, 2), torch.zeros(3, 3), torch.ones(3, 3)
     expr, rot, trans = fit.run(loss_of, expr0, rot0, trans0)
     assert (expr - 0.25).abs().max() < 0.05 and trans.abs().max() < 0.5

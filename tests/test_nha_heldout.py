@@ -81,15 +81,15 @@ def test_early_stop_ends_the_fit():
 def test_pose_steps_are_scaled_and_the_rates_decay():
     """Adam moves a parameter with a constant-sign gradient by its learning rate per step. Over N steps of
     the cosine decay (rates lr (1 + cos(pi k / N)) / 2, k = 0..N-1) that is lr (N + 1) / 2, not the lr N of
-    a constant rate; the pose's rate is ``lr * pose_lr_scale``."""
+    a constant rate; rotation and translation learn at ``lr`` times their scales."""
 
     def loss_of(expr, rot, trans, rows):  # constant pulls: expression up, pose down
         return -expr.sum() + rot.sum() + trans.sum(), {}
 
     lr, scale, steps, n = 0.01, 0.1, 40, 6  # one batch: a step per pass
     start = (torch.full((n, 4), 0.2), torch.zeros(n, 3), torch.zeros(n, 3))
-    fit = HeldoutFit(steps=steps, lr=lr, batch_size=n, pose_lr_scale=scale)
+    fit = HeldoutFit(steps=steps, lr=lr, batch_size=n, rotation_lr_scale=0.3, translation_lr_scale=scale)
     expr, rot, trans = fit.run(loss_of, *start)
     torch.testing.assert_close(expr, torch.full_like(expr, 0.2 + lr * (steps + 1) / 2), atol=1e-4, rtol=0)
-    for p in (rot, trans):
-        torch.testing.assert_close(p, torch.full_like(p, -lr * scale * (steps + 1) / 2), atol=1e-5, rtol=0)
+    for p, k in ((rot, 0.3), (trans, scale)):
+        torch.testing.assert_close(p, torch.full_like(p, -lr * k * (steps + 1) / 2), atol=1e-5, rtol=0)
