@@ -73,12 +73,14 @@ class HeldoutFit:
     def from_config(cls, cfg: Mapping | None) -> HeldoutFit:
         """From a config mapping (missing keys keep their defaults)."""
         cfg = dict(cfg or {})
-        res, ss = cfg.get("resolution"), cfg.get("supersample")
-        fit = cls(steps=int(cfg.get("steps", 0)), lr=float(cfg.get("lr", 2e-3)),
-                  batch_size=int(cfg.get("batch_size", 8)), resolution=None if res is None else int(res),
-                  supersample=None if ss is None else int(ss), tol=float(cfg.get("tol", 0.0)),
-                  rotation_lr_scale=float(cfg.get("rotation_lr_scale", 1.0)),
-                  translation_lr_scale=float(cfg.get("translation_lr_scale", 0.1)))  # fmt: skip
+        fit = cls()  # the dataclass holds the defaults; the config overrides what it names
+        for name, cast in (("steps", int), ("lr", float), ("batch_size", int), ("tol", float),
+                           ("rotation_lr_scale", float), ("translation_lr_scale", float)):  # fmt: skip
+            if name in cfg:
+                setattr(fit, name, cast(cfg[name]))
+        for name in ("resolution", "supersample"):  # None (null) stays None
+            if cfg.get(name) is not None:
+                setattr(fit, name, int(cfg[name]))
         if cfg.get("weights") is not None:
             fit.weights = {k: float(v) for k, v in dict(cfg["weights"]).items()}
         return fit
