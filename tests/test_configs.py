@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from src.models.nha.losses import TERMS
+from src.models.nha.module import GROUPS
+from src.models.nha.stages import parse_stages
 from tests.helpers import CONF_DIR, compose_train, resolve_job_config
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
@@ -97,15 +100,17 @@ def test_hidden_region_names_live_in_the_head_models():
 
 
 def test_parameter_refinement_follows_the_parameters_quality(tmp_path):
-    """Exact synthetic parameters are not refined in the joint stage; perturbed (noisy) or tracked (video)
-    ones are, in every stage that trains the avatar jointly."""
+    """Exact synthetic parameters are refined by no stage; perturbed (noisy) or tracked (video) ones are
+    refined in the joint stage, which trains the avatar jointly."""
     refined = ("identity", "expression", "pose")
 
-    def joint_lr(experiment: str, *extra: str) -> dict:
+    def stage_lrs(experiment: str, *extra: str) -> dict[str, dict]:
         cfg = compose_train([f"experiment={experiment}", *extra], output_dir=tmp_path)
-        return dict(cfg.model.stages.joint.lr)
+        stages = parse_stages(cfg.model.stages, GROUPS, set(TERMS), tuple(cfg.model.frozen))
+        return {s.name: s.lr for s in stages}
 
-    exact = joint_lr("nha_synthetic")
-    assert all(exact.get(g, 0.0) == 0.0 for g in refined) and exact["texture"] > 0
-    for lr in (joint_lr("nha_synthetic_noisy"), joint_lr("nha_video", "data.path=me.mp4")):
-        assert all(lr[g] > 0 for g in refined)
+    exact = stage_lrs("nha_synthetic")
+    assert exact["joint"]["texture"] > 0
+    assert not any(g in lr for lr in exact.values() for g in refined)
+    for lrs in (stage_lrs("nha_synthetic_noisy"), stage_lrs("nha_video", "data.path=me.mp4")):
+        assert all(lrs["joint"][g] > 0 for g in refined)

@@ -80,6 +80,11 @@ def test_stages_schedule_and_errors():
         parse_stages({"z": {"epochs": 0, "lr": {"textur": 1}}, **cfg}, {"texture", "geometry"}, {"rgb_l1"})
     with pytest.raises(ValueError, match="epochs > 0"):
         parse_stages({"z": {"epochs": 0, "lr": {}}}, {"texture"}, set())
+    # frozen groups are dropped from every stage; a typo in their names is an error
+    frozen = parse_stages(cfg, {"texture", "geometry"}, {"rgb_l1"}, frozen=("geometry",))
+    assert [s.lr for s in frozen] == [{"texture": 1e-3}, {}]
+    with pytest.raises(ValueError, match="model.frozen"):
+        parse_stages(cfg, {"texture", "geometry"}, {"rgb_l1"}, frozen=("geometri",))
 
 
 def test_nha_trains_each_stage_and_checkpoint_renders(tiny_subject, tmp_path):

@@ -43,6 +43,8 @@ class NHAAvatar(AvatarModule):
         net: kwargs of :class:`NHARenderer` (regions, sub-network sizes).
         stages: name -> {epochs, lr: {group: lr}, loss: {term: weight}} in order; groups are identity,
             expression, pose, geometry, texture, background.
+        frozen: groups that no stage trains (their stage learning rates are dropped), e.g. the synthetic
+            subject's exact identity, expression and pose.
         loss: :class:`NHALoss` settings ({"weights": {term: weight}, "class_weights", "landmark_weights",
             "perceptual"}).
         metrics: ImageMetrics settings.
@@ -74,12 +76,13 @@ class NHAAvatar(AvatarModule):
         sigma: float = 0.5,
         seed: int = 0,
         background: str = "auto",
+        frozen: list[str] | tuple[str, ...] = (),
     ) -> None:
         super().__init__(metrics)
         self.save_hyperparameters(logger=False)
         hm = hydra.utils.instantiate(headmodel)
         self.net = NHARenderer(hm, hydra.utils.instantiate(renderer), **net)
-        self.stages = parse_stages(stages, GROUPS, set(TERMS))
+        self.stages = parse_stages(stages, GROUPS, set(TERMS), tuple(frozen or ()))
         uses_perceptual = float(loss["weights"].get("perceptual", 0)) > 0 or any(
             s.loss.get("perceptual", 0) > 0 for s in self.stages
         )

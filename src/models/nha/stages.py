@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,15 +29,29 @@ class Stage:
     supersample: int | None = None
 
 
-def parse_stages(cfg: Mapping[str, Any], groups: set[str], terms: set[str]) -> list[Stage]:
+def parse_stages(
+    cfg: Mapping[str, Any], groups: set[str], terms: set[str], frozen: Sequence[str] = ()
+) -> list[Stage]:
     """Build the stage list in config order, checking group and term names.
 
     A stage with 0 epochs is checked but left out, so a base config can declare a stage (in its place in
     the order) that experiments switch on by giving it epochs.
 
+    Args:
+        cfg: stage name -> {epochs, lr, loss, resolution, supersample}, in schedule order.
+        groups: the model's parameter group names.
+        terms: the loss term names.
+        frozen: groups no stage trains, whatever the stages' learning rates say (e.g. a subject's exact
+            ground-truth parameters); their learning rates are dropped from every stage.
+
     Raises:
         ValueError: an unknown group or loss term (a typo in the config), or an empty schedule.
     """
+    bad = set(frozen) - groups
+    if bad:
+        raise ValueError(
+            f"model.frozen names unknown parameter groups {sorted(bad)}; known: {sorted(groups)}"
+        )
     stages = []
     for name, s in cfg.items():
         lr = dict(s.get("lr", {}))
@@ -60,6 +74,7 @@ def parse_stages(cfg: Mapping[str, Any], groups: set[str], terms: set[str]) -> l
             if v is not None and int(v) < 1:
                 raise ValueError(f"stage '{name}' has {key}={v}; give a positive integer or null")
         if epochs > 0:
+            lr = {g: v for g, v in lr.items() if g not in frozen}
             stages.append(Stage(name=name, epochs=epochs, lr=lr, loss=loss,
                                 resolution=None if res is None else int(res),
                                 supersample=None if ss is None else int(ss)))  # fmt: skip
