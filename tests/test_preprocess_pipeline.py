@@ -17,6 +17,7 @@ from src.preprocess import (
     preprocess_video,
 )
 from src.preprocess.clips import astronaut_frames
+from src.preprocess.landmarks import disagreement, dlib_available, mediapipe_to_ibug68
 from src.utils.video import write_video
 
 SMALL = {"resolution": 128, "min_frames": 3}
@@ -58,6 +59,32 @@ def test_layout_of_a_real_face(astro_subject):
     nose = lm68[0, 30].astype(int)
     assert SEG_LABELS[seg[nose[1], nose[0]]] == "skin"
     assert meta["timings"]["s_per_frame"] > 0 and meta["config_hash"]
+
+
+def test_disagreement_is_a_fraction_of_the_face_width():
+    rng = np.random.default_rng(0)
+    mesh = rng.uniform(20, 120, (478, 2)).astype(np.float32)
+    mapped = mediapipe_to_ibug68(mesh)
+    width = float(np.ptp(mesh[:468, 0]))
+    assert disagreement(mapped, mesh) == 0.0
+    shifted = mapped + np.array([0.1 * width, 0.0], np.float32)
+    assert disagreement(shifted, mesh) == pytest.approx(0.1, rel=1e-5)
+    jaw_only = mapped.copy()
+    jaw_only[:17] += 50.0  # the jaw contour is not compared
+    assert disagreement(jaw_only, mesh) == 0.0
+
+
+@pytest.mark.skipif(not dlib_available(), reason="dlib or its 68-point model is not installed")
+def test_68_points_far_from_facemesh_fall_back_to_it(astro_clip, astro_subject, tmp_path):
+    root, meta = astro_subject
+    if meta["landmarks68_source"] != "dlib":
+        pytest.skip(f"the 68-point backend here is {meta['landmarks68_source']}, not dlib")
+    assert meta["landmarks68_fallback_frames"] == []  # a frontal real face: dlib and FaceMesh agree
+    strict = preprocess_video(astro_clip, tmp_path / "strict", {**SMALL, "landmarks68_max_disagreement": 0.0})
+    assert strict["landmarks68_fallback_frames"] == list(range(6))
+    lm68, lm478 = (np.load(tmp_path / "strict" / f) for f in ("landmarks68.npy", "landmarks478.npy"))
+    np.testing.assert_allclose(lm68, mediapipe_to_ibug68(lm478), atol=1e-4)
+    assert not np.allclose(lm68, np.load(root / "landmarks68.npy"), atol=0.5)
 
 
 def test_cached_and_rebuilt_on_other_settings(astro_clip, astro_subject):

@@ -35,7 +35,13 @@ from src.preprocess.errors import (
     TooFewFramesError,
     format_frames,
 )
-from src.preprocess.landmarks import MediapipeMesh, make_landmarks68, mediapipe_to_ibug68, resolve_landmarks68
+from src.preprocess.landmarks import (
+    MediapipeMesh,
+    disagreement,
+    make_landmarks68,
+    mediapipe_to_ibug68,
+    resolve_landmarks68,
+)
 from src.preprocess.segment import SEGMENTATION_SOURCE, SelfieSegmenter, face_parts
 from src.preprocess.streams import write_streams
 from src.preprocess.video import iter_frames, probe_video, video_fingerprint
@@ -55,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "allow_truncated": False, "min_frames": 10, "min_face_size": 64, "multi_face_ratio": 0.5,
     "detector": {"model_selection": [0, 1], "min_confidence": 0.5, "max_side": 640},
     "crop": {"scale": 2.0, "shift_y": -0.1, "smooth_window": 5, "pad_mode": "edge"},
-    "landmarks68": "auto", "fan_weights": None, "dlib_upsample": 0,
+    "landmarks68": "auto", "fan_weights": None, "dlib_upsample": 0, "landmarks68_max_disagreement": 0.05,
     "segmentation": "selfie", "face_parts": True, "normals": "none", "keep_work": False,
     "background": "plate", "background_holdout": 16, "occlusion": "appearance",
 }  # fmt: skip
@@ -227,8 +233,8 @@ def preprocess_video(video: str | Path, out_root: str | Path, cfg: dict[str, Any
     }
     if fallback:
         log.warning(
-            "%s found no face in %d frames (%s); their 68 points are FaceMesh's mapped points "
-            "(meta.landmarks68_fallback_frames)",
+            "%s found no face, or one far from FaceMesh's, in %d frames (%s); their 68 points are FaceMesh's "
+            "mapped points (meta.landmarks68_fallback_frames)",
             resolved68,
             len(fallback),
             format_frames(fallback),
@@ -338,7 +344,9 @@ def _crop_pass(video, cfg, layout, work, dets, status, box, resolved68):
                 if lmk68_backend is not None:
                     hint = np.concatenate([pts[:468].min(0), pts[:468].max(0)])
                     pts68 = lmk68_backend(img, hint)
-                if pts68 is None:  # the 68-point backend missed this frame: FaceMesh's mapped points
+                    if pts68 is not None and disagreement(pts68, pts) > cfg["landmarks68_max_disagreement"]:
+                        pts68 = None  # far from FaceMesh's: a wrong box, or a frontal shape on a turned head
+                if pts68 is None:  # the 68-point backend missed (or misplaced) this frame: FaceMesh's points
                     pts68 = mediapipe_to_ibug68(pts)
                     if lmk68_backend is not None:
                         fallback.append(j)
