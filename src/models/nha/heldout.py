@@ -12,7 +12,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -87,10 +87,7 @@ class HeldoutFit:
 
     def settings(self) -> dict:
         """The settings as plain values (part of the key a stored fit is checked against)."""
-        return {"steps": self.steps, "lr": self.lr, "batch_size": self.batch_size, "weights": self.weights,
-                "resolution": self.resolution, "supersample": self.supersample, "tol": self.tol,
-                "rotation_lr_scale": self.rotation_lr_scale,
-                "translation_lr_scale": self.translation_lr_scale}  # fmt: skip
+        return asdict(self)
 
     def run(
         self,
