@@ -49,3 +49,17 @@ def test_missing_subject_is_a_clear_error(tmp_path):
     dm = AvatarDataModule(str(tmp_path / "nothing"))
     with pytest.raises(LayoutError, match="preprocess a video"):
         dm.prepare_data()
+
+
+def test_epoch_steps_fix_the_epoch_length_in_batches(tiny_subject):
+    """data.epoch_steps: an epoch is that many batches of whole shuffled passes, whatever the frame count."""
+    dm = AvatarDataModule(str(tiny_subject), batch_size=2, val_frames=2, test_frames=3, epoch_steps=7)
+    dm.setup("fit")  # 7 training frames
+    seen = torch.cat([b["index"] for b in dm.train_dataloader()])
+    assert len(dm.train_dataloader()) == 7 and len(seen) == 14
+    assert sorted(seen[:7].tolist()) == list(range(7)) and sorted(seen[7:14].tolist()) == list(range(7))
+    plain = AvatarDataModule(str(tiny_subject), batch_size=2, val_frames=2, test_frames=3)
+    plain.setup("fit")
+    assert len(plain.train_dataloader()) == 4  # one pass: ceil(7 / 2)
+    with pytest.raises(ValueError, match="epoch_steps"):
+        AvatarDataModule(str(tiny_subject), epoch_steps=0)

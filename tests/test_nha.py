@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from src.models.nha.networks import FiLMSiren, GeometryMLP, MappingNetwork, UVEmbedding, positional_encoding
-from src.models.nha.stages import parse_stages, stage_at, total_epochs
+from src.models.nha.stages import parse_stages, stage_at, total_steps
 from tests.helpers import compose_train
 from tests.test_train import _overrides
 from train import train
@@ -61,25 +61,25 @@ def test_uv_embedding_samples_grid():
 
 def test_stages_schedule_and_errors():
     cfg = {
-        "a": {"epochs": 2, "lr": {"texture": 1e-3}},
-        "b": {"epochs": 3, "lr": {"geometry": 1e-4}, "loss": {"rgb_l1": 2}},
+        "a": {"steps": 2, "lr": {"texture": 1e-3}},
+        "b": {"steps": 3, "lr": {"geometry": 1e-4}, "loss": {"rgb_l1": 2}},
     }
     stages = parse_stages(cfg, {"texture", "geometry"}, {"rgb_l1"})
     assert [stage_at(stages, e).name for e in range(7)] == ["a", "a", "b", "b", "b", "b", "b"]
-    assert total_epochs(stages) == 5
+    assert total_steps(stages) == 5
     with pytest.raises(ValueError, match="unknown parameter groups"):
-        parse_stages({"a": {"epochs": 1, "lr": {"textur": 1}}}, {"texture"}, set())
+        parse_stages({"a": {"steps": 1, "lr": {"textur": 1}}}, {"texture"}, set())
     with pytest.raises(ValueError, match="unknown loss terms"):
-        parse_stages({"a": {"epochs": 1, "lr": {}, "loss": {"rgb": 1}}}, {"texture"}, {"rgb_l1"})
-    # a 0-epoch stage keeps its place in the order but is skipped; its names are still checked
+        parse_stages({"a": {"steps": 1, "lr": {}, "loss": {"rgb": 1}}}, {"texture"}, {"rgb_l1"})
+    # a 0-step stage keeps its place in the order but is skipped; its names are still checked
     stages = parse_stages(
-        {"z": {"epochs": 0, "lr": {"texture": 1}}, **cfg}, {"texture", "geometry"}, {"rgb_l1"}
+        {"z": {"steps": 0, "lr": {"texture": 1}}, **cfg}, {"texture", "geometry"}, {"rgb_l1"}
     )
     assert [s.name for s in stages] == ["a", "b"]
     with pytest.raises(ValueError, match="unknown parameter groups"):
-        parse_stages({"z": {"epochs": 0, "lr": {"textur": 1}}, **cfg}, {"texture", "geometry"}, {"rgb_l1"})
-    with pytest.raises(ValueError, match="epochs > 0"):
-        parse_stages({"z": {"epochs": 0, "lr": {}}}, {"texture"}, set())
+        parse_stages({"z": {"steps": 0, "lr": {"textur": 1}}, **cfg}, {"texture", "geometry"}, {"rgb_l1"})
+    with pytest.raises(ValueError, match="steps > 0"):
+        parse_stages({"z": {"steps": 0, "lr": {}}}, {"texture"}, set())
     # frozen groups are dropped from every stage; a typo in their names is an error
     frozen = parse_stages(cfg, {"texture", "geometry"}, {"rgb_l1"}, frozen=("geometry",))
     assert [s.lr for s in frozen] == [{"texture": 1e-3}, {}]
@@ -92,7 +92,7 @@ def test_nha_trains_each_stage_and_checkpoint_renders(tiny_subject, tmp_path):
     run's test loop and evaluate.py on its last.ckpt agree (held-out fit included) within 1e-3."""
     extra = [
         "experiment=nha_synthetic", "logger=csv", "callbacks.rich_progress_bar=null", "trainer.max_epochs=2",
-        "model.stages.texture.epochs=1", "model.stages.joint.epochs=1", "trainer.check_val_every_n_epoch=1",
+        "model.stages.texture.steps=4", "model.stages.joint.steps=4", "trainer.check_val_every_n_epoch=1",
         "model.init_noise.rotation_deg=1.0", "model.heldout_fit.steps=2",
     ]  # fmt: skip
     cfg = compose_train(_overrides(tiny_subject, tmp_path, extra), output_dir=tmp_path)
@@ -137,7 +137,7 @@ def test_noisy_start_priors_pull_towards_the_start_not_the_truth(tiny_subject, t
         _overrides(
             tiny_subject,
             tmp_path,
-            ["experiment=nha_synthetic_noisy", "model.stages.geometry.epochs=3", "debug=fdr"],
+            ["experiment=nha_synthetic_noisy", "model.stages.geometry.steps=3", "debug=fdr"],
         ),
         output_dir=tmp_path,
     )

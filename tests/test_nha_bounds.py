@@ -72,13 +72,13 @@ def test_geometry_mlp_respects_a_per_vertex_bound():
 
 
 def test_stage_resolution_is_parsed_and_checked():
-    cfg = {"shape": {"epochs": 1, "lr": {"geometry": 1e-3}, "resolution": 64, "supersample": 1},
-           "texture": {"epochs": 1, "lr": {"texture": 1e-3}}}  # fmt: skip
+    cfg = {"shape": {"steps": 1, "lr": {"geometry": 1e-3}, "resolution": 64, "supersample": 1},
+           "texture": {"steps": 1, "lr": {"texture": 1e-3}}}  # fmt: skip
     shape, texture = parse_stages(cfg, {"geometry", "texture"}, set())
     assert (shape.resolution, shape.supersample) == (64, 1)
     assert (texture.resolution, texture.supersample) == (None, None)
     with pytest.raises(ValueError, match="resolution=0"):
-        parse_stages({"a": {"epochs": 1, "lr": {}, "resolution": 0}}, set(), set())
+        parse_stages({"a": {"steps": 1, "lr": {}, "resolution": 0}}, set(), set())
 
 
 def test_shape_stage_renders_coarse_and_moves_the_geometry(tiny_subject, tmp_path):
@@ -86,8 +86,8 @@ def test_shape_stage_renders_coarse_and_moves_the_geometry(tiny_subject, tmp_pat
     offsets leave zero."""
     extra = [
         "experiment=nha_synthetic", "logger=csv", "callbacks.rich_progress_bar=null", "trainer.max_epochs=2",
-        "model.stages.shape.epochs=1", "model.stages.shape.resolution=24", "model.stages.texture.epochs=1",
-        "model.stages.joint.epochs=0", "model.net.offset_bounds={hair: 0.05, body: 0.1, smooth: 2}",
+        "model.stages.shape.steps=4", "model.stages.shape.resolution=24", "model.stages.texture.steps=4",
+        "model.stages.joint.steps=0", "model.net.offset_bounds={hair: 0.05, body: 0.1, smooth: 2}",
         "test=false",
     ]  # fmt: skip
     cfg = compose_train(_overrides(tiny_subject, tmp_path, extra), output_dir=tmp_path)

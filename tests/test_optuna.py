@@ -38,7 +38,7 @@ def test_three_trial_study(tiny_subject, tmp_path):
     db = tmp_path / "study.db"
     extra = ["logger=csv", "trainer.max_epochs=1", "metrics.lpips=false", "metrics.fid=false",
              "hparams_search=nha_optuna", "experiment=nha_synthetic", "trainer.check_val_every_n_epoch=1",
-             "model.stages.texture.epochs=1", "model.stages.joint.epochs=0", "model.supersample=1",
+             "model.stages.texture.steps=4", "model.stages.joint.steps=0", "model.supersample=1",
              "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
              f"hydra.sweeper.storage=sqlite:///{db}", "hydra.sweeper.study_name=tiny",
              f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip

@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 
 
 class FIDSchedule(pl.Callback):
-    """Compute validation FID only every ``val_every_n_epochs`` epochs (and on the last epoch).
+    """Compute validation FID only every ``val_every_n_epochs`` epochs (and on the last epoch, or once a
+    ``trainer.max_steps`` budget is reached).
 
     FID (InceptionV3 over every validation frame, predicted and real, unmasked and masked) costs several
     times the other metrics on CPU; test FID always runs when ``metrics.fid`` is true. Epochs without it
@@ -33,6 +34,8 @@ class FIDSchedule(pl.Callback):
             return False
         epoch = trainer.current_epoch
         last = trainer.max_epochs is not None and epoch == trainer.max_epochs - 1
+        max_steps = getattr(trainer, "max_steps", -1)
+        last = last or (max_steps not in (None, -1) and trainer.global_step >= max_steps)  # a step budget
         return (epoch + 1) % self.every == 0 or last
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -10,7 +10,7 @@ import hydra
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from src.core.layout import LayoutError, SubjectLayout
 from src.core.streams import read_background, read_background_motion
@@ -54,6 +54,9 @@ class AvatarDataModule(pl.LightningDataModule):
             ``root`` unless a complete render with the same settings is already there.
         headmodel: head-model config used by the generator (instantiated only when generating).
         params_source: "ground_truth", "tracking" or "auto" (tracking if present, else ground truth).
+        epoch_steps: batches in one training epoch, drawn as consecutive shuffled passes over the training
+            frames (the last pass cut short), so an epoch is the same work on a short and a long clip;
+            None: one pass over the frames.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class AvatarDataModule(pl.LightningDataModule):
         headmodel: dict[str, Any] | None = None,
         params_source: str = "auto",
         pin_memory: bool = False,
+        epoch_steps: int | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -80,6 +84,9 @@ class AvatarDataModule(pl.LightningDataModule):
         self.headmodel_cfg = to_plain(headmodel)
         self.params_source = params_source
         self.pin_memory = pin_memory
+        if epoch_steps is not None and int(epoch_steps) < 1:
+            raise ValueError(f"data.epoch_steps={epoch_steps}; give a positive number of batches or null")
+        self.epoch_steps = None if epoch_steps is None else int(epoch_steps)
         self.meta: dict[str, Any] | None = None
         self.splits: dict[str, list[int]] = {}
         self.datasets: dict[str, SubjectFrames] = {}
@@ -162,10 +169,16 @@ class AvatarDataModule(pl.LightningDataModule):
         ds = self.datasets[split]
         if len(ds) == 0:
             raise LayoutError(f"the {split} split is empty; set data.{split}_frames > 0")
+        sampler = None
+        if shuffle and self.epoch_steps is not None:
+            # without replacement, num_samples beyond len(ds) concatenates fresh permutations; under DDP
+            # Lightning splits these samples across the processes (epoch_steps batches each)
+            sampler = RandomSampler(ds, replacement=False, num_samples=self.epoch_steps * self.batch_size)
         return DataLoader(
             ds,
             batch_size=self.batch_size_per_device,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

@@ -32,6 +32,14 @@ def ensure_dir(path: str) -> str:
     return path
 
 
+def stage_steps(stages) -> int:
+    """The ``${stage_steps:${model.stages}}`` resolver: the sum of a stages config's ``steps`` (so
+    ``trainer.max_steps`` is derived from the schedule instead of copied)."""
+    return sum(int(s["steps"]) for s in stages.values())
+
+
 CONFIG_DIR = str(config_dir())
 if not OmegaConf.has_resolver("mkdir"):
     OmegaConf.register_new_resolver("mkdir", ensure_dir)
+if not OmegaConf.has_resolver("stage_steps"):
+    OmegaConf.register_new_resolver("stage_steps", stage_steps)

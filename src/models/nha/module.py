@@ -26,7 +26,7 @@ from src.models.nha.avatar_net import NHARenderer
 from src.models.nha.frame_tables import TABLE_KEYS, FrameTables
 from src.models.nha.heldout import HeldoutFit, StoredFit, concat_batches, fit_size, scaled_batch
 from src.models.nha.losses import TERMS, FrameState, NHALoss
-from src.models.nha.stages import Stage, apply_stage, parse_stages, stage_at, total_epochs
+from src.models.nha.stages import Stage, apply_stage, parse_stages, stage_at, total_steps
 from src.render import Cameras, vertex_normals
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class NHAAvatar(AvatarModule):
     Args:
         headmodel: head-model config; renderer: MeshRenderer config.
         net: kwargs of :class:`NHARenderer` (regions, sub-network sizes).
-        stages: name -> {epochs, lr: {group: lr}, loss: {term: weight}} in order; groups are identity,
+        stages: name -> {steps, lr: {group: lr}, loss: {term: weight}} in order; groups are identity,
             expression, pose, geometry, texture, background.
         frozen: groups that no stage trains (their stage learning rates are dropped), e.g. the synthetic
             subject's exact identity, expression and pose.
@@ -161,8 +161,8 @@ class NHAAvatar(AvatarModule):
 
     @property
     def stage(self) -> Stage:
-        """The training stage of the current epoch."""
-        return stage_at(self.stages, self.current_epoch)
+        """The training stage of the current optimiser step."""
+        return stage_at(self.stages, self.global_step)
 
     # ---------------------------------------------------------------- rendering
     def forward(
@@ -315,15 +315,18 @@ class NHAAvatar(AvatarModule):
 
     # ---------------------------------------------------------------- schedule
     def on_fit_start(self) -> None:
-        epochs = total_epochs(self.stages)
-        if self.trainer.max_epochs not in (None, -1) and self.trainer.max_epochs < epochs:
-            log.warning(
-                "trainer.max_epochs=%s ends before the stages' %d epochs", self.trainer.max_epochs, epochs
-            )
+        steps = total_steps(self.stages)
+        if self.trainer.max_steps not in (None, -1) and self.trainer.max_steps < steps:
+            log.warning("trainer.max_steps=%s ends before the stages' %d steps", self.trainer.max_steps,
+                        steps)  # fmt: skip
+        self._applied_stage = None
 
-    def on_train_epoch_start(self) -> None:
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Switch the optimiser's groups to the stage of this step (when it changes, and after a resume)."""
         stage = self.stage
-        apply_stage(self.optimizers(), stage)
+        if getattr(self, "_applied_stage", None) != stage.name:
+            apply_stage(self.optimizers(), stage)
+            self._applied_stage = stage.name
         self.log("train/stage_index", float([s.name for s in self.stages].index(stage.name)))
 
     def configure_optimizers(self):

@@ -1,4 +1,9 @@
-"""Named training stages: which parameter groups train, their learning rates and the loss weights."""
+"""Named training stages: which parameter groups train, their learning rates and the loss weights.
+
+Stage lengths are optimiser steps (batches), not epochs, so a schedule costs the same on a 70-frame and a
+600-frame clip; :func:`total_steps` gives ``trainer.max_steps`` (the config's ``${stage_steps:...}`` resolver,
+:func:`src.utils.confdir.stage_steps`, sums them the same way).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ class Stage:
 
     Attributes:
         name: stage name (logged as ``train/stage``).
-        epochs: number of epochs.
+        steps: number of optimiser steps (batches).
         lr: parameter group -> learning rate; groups not listed are frozen in this stage.
         loss: term -> weight overrides on top of the base loss weights.
         resolution: render and score the stage's steps at this image side (the batch is scaled down;
@@ -22,7 +27,7 @@ class Stage:
     """
 
     name: str
-    epochs: int
+    steps: int
     lr: dict[str, float]
     loss: dict[str, float] = field(default_factory=dict)
     resolution: int | None = None
@@ -34,11 +39,11 @@ def parse_stages(
 ) -> list[Stage]:
     """Build the stage list in config order, checking group and term names.
 
-    A stage with 0 epochs is checked but left out, so a base config can declare a stage (in its place in
-    the order) that experiments switch on by giving it epochs.
+    A stage with 0 steps is checked but left out, so a base config can declare a stage (in its place in
+    the order) that experiments switch on by giving it steps.
 
     Args:
-        cfg: stage name -> {epochs, lr, loss, resolution, supersample}, in schedule order.
+        cfg: stage name -> {steps, lr, loss, resolution, supersample}, in schedule order.
         groups: the model's parameter group names.
         terms: the loss term names.
         frozen: groups no stage trains, whatever the stages' learning rates say (e.g. a subject's exact
@@ -66,36 +71,38 @@ def parse_stages(
             raise ValueError(
                 f"stage '{name}' weights unknown loss terms {sorted(bad)}; known: {sorted(terms)}"
             )
-        epochs = int(s["epochs"])
-        if epochs < 0:
-            raise ValueError(f"stage '{name}' has {epochs} epochs; give 0 (skip it) or more")
+        if "steps" not in s:
+            raise ValueError(f"stage '{name}' gives no steps; stage lengths are optimiser steps (steps: N)")
+        steps = int(s["steps"])
+        if steps < 0:
+            raise ValueError(f"stage '{name}' has {steps} steps; give 0 (skip it) or more")
         res, ss = s.get("resolution"), s.get("supersample")
         for key, v in (("resolution", res), ("supersample", ss)):
             if v is not None and int(v) < 1:
                 raise ValueError(f"stage '{name}' has {key}={v}; give a positive integer or null")
-        if epochs > 0:
+        if steps > 0:
             lr = {g: v for g, v in lr.items() if g not in frozen}
-            stages.append(Stage(name=name, epochs=epochs, lr=lr, loss=loss,
+            stages.append(Stage(name=name, steps=steps, lr=lr, loss=loss,
                                 resolution=None if res is None else int(res),
                                 supersample=None if ss is None else int(ss)))  # fmt: skip
     if not stages:
-        raise ValueError("model.stages has no stage with epochs > 0; give at least one")
+        raise ValueError("model.stages has no stage with steps > 0; give at least one")
     return stages
 
 
-def stage_at(stages: list[Stage], epoch: int) -> Stage:
-    """The stage that covers ``epoch`` (the last stage continues past the schedule)."""
+def stage_at(stages: list[Stage], step: int) -> Stage:
+    """The stage that covers optimiser step ``step`` (0-based; the last stage continues past the schedule)."""
     start = 0
     for s in stages:
-        if epoch < start + s.epochs:
+        if step < start + s.steps:
             return s
-        start += s.epochs
+        start += s.steps
     return stages[-1]
 
 
-def total_epochs(stages: list[Stage]) -> int:
-    """Sum of the stages' epochs."""
-    return sum(s.epochs for s in stages)
+def total_steps(stages: list[Stage]) -> int:
+    """Sum of the stages' steps."""
+    return sum(s.steps for s in stages)
 
 
 def apply_stage(optimizer: Any, stage: Stage) -> None:
