@@ -43,8 +43,9 @@ def test_training_results_and_downloads(flow):  # noqa: F811
     app, client = flow["app"], flow["client"]
     job = job_of(app, flow["train_job"])
     assert job.status == "done", (job.error, job.log_tail[-3000:])
-    tiny = sum(QUALITY["mesh"]["tiny"])  # shape + texture + joint epochs
-    assert job.progress_dict["epoch"] == tiny and job.progress_dict["max_epochs"] == tiny
+    tiny = sum(QUALITY["mesh"]["tiny"])  # shape + texture + joint steps
+    prog = job.progress_dict
+    assert (prog["unit"], prog["done"], prog["total"], prog["stage"]) == ("step", tiny, tiny, "joint")
     res = json.loads(client.get(f"/jobs/{job.id}/files/results.json").data)
     assert res["test_metrics"]["psnr"] > 5
     page = client.get(f"/avatars/{flow['avatar_id']}").get_data(as_text=True)

@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
-# user-facing training presets -> epochs (mesh: shape + texture + joint stages, standard = nha_video's
-# defaults; image: total, standard = selfie_video's)
+# user-facing training presets. mesh: (shape, texture, joint) stage steps; image: epochs of the video data's
+# data.epoch_steps batches. "standard" (None) is the experiment's own defaults (nha_video / selfie_video).
 QUALITY = {
-    "mesh": {"tiny": (1, 1, 1), "quick": (3, 3, 3), "standard": (6, 5, 5), "high": (6, 10, 15)},
-    "image": {"tiny": 1, "quick": 10, "standard": 34, "high": 100},
+    "mesh": {"tiny": (2, 2, 2), "quick": (40, 50, 90), "standard": None, "high": (120, 300, 600)},
+    "image": {"tiny": 1, "quick": 10, "standard": None, "high": 100},
 }
 RESOLUTIONS = (64, 128, 256, 512)
 EXPERIMENTS = {"mesh": "nha_video", "image": "selfie_video"}
@@ -90,18 +90,12 @@ def train_overrides(cfg: dict[str, Any], p: dict[str, Any], jdir: Path) -> list[
         "callbacks.rich_progress_bar=null",
         f"hydra.run.dir={hydra_value(jdir / 'run')}",
     ]
-    if family == "mesh":
-        shape, tex, joint = QUALITY["mesh"][p["quality"]]
-        ov += [
-            f"model.stages.shape.epochs={shape}",
-            f"model.stages.texture.epochs={tex}",
-            f"model.stages.joint.epochs={joint}",
-            f"trainer.max_epochs={shape + tex + joint}",
-            "trainer.check_val_every_n_epoch=1",
-        ]
-    else:
-        epochs = QUALITY["image"][p["quality"]]
-        ov += [f"trainer.max_epochs={epochs}", f"trainer.check_val_every_n_epoch={max(1, epochs // 5)}"]
+    preset = QUALITY[family][p["quality"]]
+    if family == "mesh" and preset is not None:  # trainer.max_steps follows the stages
+        ov += [f"model.stages.{name}.steps={n}" for name, n in zip(("shape", "texture", "joint"), preset)]
+        ov += ["trainer.check_val_every_n_epoch=1"]
+    elif preset is not None:
+        ov += [f"trainer.max_epochs={preset}", f"trainer.check_val_every_n_epoch={max(1, preset // 5)}"]
     ov += _extra(cfg, "tracking", "data.tracking.") + _extra(cfg, "preprocess", "data.preprocess.")
     return ov + _extra(cfg, "train")
 

@@ -2,8 +2,8 @@
 
 Each step is a project entry point run as a subprocess in its own process group, its output appended to
 the job folder's ``job.log``; the worker beats a heartbeat into the job row, reports progress (training:
-epoch, loss, stage, ETA, latest validation image from the run folder), and stops the process group when
-the user cancels. Run it with ``python -m src.app worker``.
+steps or epochs done, loss, stage, ETA, latest validation image from the run folder), and stops the
+process group when the user cancels. Run it with ``python -m src.app worker``.
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from omegaconf import OmegaConf
 
 from src.app import jobs
 from src.app.extensions import db
 from src.app.models import Job, JSONText, utcnow
-from src.app.pipeline import QUALITY, job_steps
+from src.app.pipeline import job_steps
 from src.app.steps import CALLS
 from src.app.storage import job_dir
+from src.utils import confdir  # noqa: F401  (registers the config resolvers, e.g. ${stage_steps:...})
 
 log = logging.getLogger(__name__)
 TAIL_BYTES = 6000
@@ -45,24 +47,52 @@ def read_tail(path: Path, n: int = TAIL_BYTES) -> str:
     return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines())
 
 
+def training_budget(run: Path) -> dict[str, Any]:
+    """How long a training run is, from its composed config (``run/.hydra/config.yaml``).
+
+    Returns:
+        {"unit": "step", "total": trainer.max_steps, "stages": [(name, steps), ...]} for a step budget (the
+        mesh avatar's stages), {"unit": "epoch", "total": trainer.max_epochs} for an epoch budget, or {}
+        while the config is not written yet.
+    """
+    path = run / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    cfg = OmegaConf.load(path)
+    max_steps = OmegaConf.select(cfg, "trainer.max_steps", default=-1)  # ${stage_steps:...} resolves here
+    if max_steps not in (None, -1):
+        stages = OmegaConf.select(cfg, "model.stages", default=None) or {}
+        named = [(str(n), int(st.get("steps", 0))) for n, st in stages.items() if int(st.get("steps", 0)) > 0]
+        return {"unit": "step", "total": int(max_steps), "stages": named}
+    max_epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
+    return {"unit": "epoch", "total": int(max_epochs)} if max_epochs not in (None, -1) else {}
+
+
 def training_progress(p: dict[str, Any], jdir: Path, started: float) -> dict[str, Any]:
-    """Epoch, loss, stage, ETA and the latest validation image of a training run, from its run folder."""
+    """Steps (or epochs) done of the run's budget, loss, stage, ETA and the latest validation image."""
     run = jdir / "run"
-    q = QUALITY[p["family"]][p["quality"]]
-    max_epochs = sum(q) if isinstance(q, tuple) else q
-    out: dict[str, Any] = {"max_epochs": max_epochs}
+    budget = training_budget(run)
+    out: dict[str, Any] = {}
     rows: list[dict[str, str]] = []
     for f in sorted(run.glob("csv/version_*/metrics.csv")):
         with open(f, newline="") as fh:
             rows += list(csv.DictReader(fh))
-    epochs = [int(r["epoch"]) for r in rows if r.get("epoch")]
-    if epochs:
-        current = min(max(epochs), max_epochs - 1)  # 0-based epoch in progress (test rows log max_epochs)
-        out["epoch"] = current + 1
-        if p["family"] == "mesh":
-            out["stage"] = "texture" if current < q[0] else "joint"
-        if current > 0:
-            out["eta_s"] = round((time.time() - started) / current * (max_epochs - current))
+    if budget:
+        total, unit = budget["total"], budget["unit"]
+        out.update(unit=unit, total=total)
+        col = "step" if unit == "step" else "epoch"
+        seen = [int(r[col]) for r in rows if r.get(col) and r.get("train/loss")]
+        if seen:
+            done = min(max(seen) + 1, total)  # 0-based step/epoch of the latest training row
+            out["done"] = done
+            start = 0
+            for name, steps in budget.get("stages", []):
+                out["stage"] = name
+                start += steps
+                if done <= start:
+                    break
+            if 0 < done < total:
+                out["eta_s"] = round((time.time() - started) / done * (total - done))
     losses = [r for r in rows if r.get("train/loss")]
     if losses:
         out["loss"] = round(float(losses[-1]["train/loss"]), 5)

@@ -15,7 +15,7 @@
         const p = j.progress || {};
         card.querySelector(".job-status").textContent = j.status;
         card.querySelector(".job-step").textContent = p.step ? "(" + p.step + (p.n_steps ? " " + p.step_index + "/" + p.n_steps : "") + ")" : "";
-        card.querySelector(".job-epoch").textContent = p.epoch ? "epoch " + p.epoch + "/" + p.max_epochs + (p.stage ? " " + p.stage : "") : "";
+        card.querySelector(".job-epoch").textContent = p.done ? p.unit + " " + p.done + "/" + p.total + (p.stage ? " " + p.stage : "") : "";
         card.querySelector(".job-loss").textContent = p.loss !== undefined ? "loss " + p.loss : "";
         card.querySelector(".job-eta").textContent = fmtEta(p.eta_s);
         card.querySelector(".job-log").textContent = j.log_tail || "";
