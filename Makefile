@@ -1,7 +1,7 @@
 # Usual targets. `make install` is one resolver run plus the weight-only packages (see README).
 PY ?= python
 
-.PHONY: dense-embedding bench-tracking install test test-all test-slow test-slurm test-optuna slurm-local test-browser browser-deps app lint format bench bench-video baseline main clean
+.PHONY: dense-embedding bench-tracking install test test-all test-slow test-slurm test-optuna slurm-local test-browser browser-deps app lint format bench bench-video bench-real baseline main clean
 
 install:
 	$(PY) -m pip install -r requirements.txt
@@ -60,6 +60,12 @@ bench-video:
 # FaceMesh-478 embedding on ICT (src/headmodel/data/ict_facemesh478.npz), calibrated on the seed-1 synthetic subject
 dense-embedding:
 	OMP_NUM_THREADS=1 $(PY) -m src.tracking.calibrate_dense --seed 1 --frames 120 --resolution 256
+
+# Real-video benchmark: the whole chain with defaults on each of the four people, mesh and image avatar;
+# bench/results/real_videos_cpu.{json,md} and contact sheets in bench/results/real_videos_cpu/ (over an hour
+# on 2 cores): make bench-real [CLIPS="me.mp4 you.mp4"] [FAMILIES=mesh]
+bench-real:
+	$(PY) -m bench.bench_real $(if $(CLIPS),--clips $(CLIPS)) $(if $(FAMILIES),--families $(FAMILIES))
 
 # tracking bench (68-point and dense FaceMesh tracking, scored on the seed-0 synthetic subject's MP4)
 bench-tracking:
