@@ -9,8 +9,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from src.utils.confdir import CONFIG_DIR
+
 TINY_GENERATOR = {"resolution": 48, "n_frames": 12, "texture_size": 128, "supersample": 2, "batch_size": 6}
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = CONFIG_DIR  # importing src.utils.confdir registers the resolvers the configs use
 
 
 def synthetic_config(**overrides) -> dict:

@@ -153,6 +153,45 @@ def test_face_status_and_sequence_crop():
     assert np.allclose(smooth, big)
     box = sequence_crop(smooth, scale=2.0, shift_y=0.0)
     assert (box.x0, box.y0, box.side) == (-40, -40, 200)
+    assert sequence_crop(smooth, 2.0, 0.0, frame_hw=(400, 400), min_scale=None) == box  # never moved
+
+
+def _padding(box, hw):
+    inside_w = max(0, min(box.x0 + box.side, hw[1]) - max(box.x0, 0))
+    inside_h = max(0, min(box.y0 + box.side, hw[0]) - max(box.y0, 0))
+    return 1 - inside_w * inside_h / box.side**2
+
+
+@pytest.mark.parametrize(
+    "face, hw",
+    [
+        ([150, 180, 430, 460], (512, 512)),  # large face low in a square frame (a 2x crop leaves it)
+        ([150, 230, 430, 510], (512, 512)),  # the chin at the frame's edge: padding only below it
+        ([10, 10, 110, 110], (400, 400)),  # face in the corner
+        ([250, 100, 390, 240], (360, 640)),  # landscape, face taller than half the frame
+        ([0, 0, 300, 300], (320, 320)),  # a face filling the frame: the 1.5x floor needs padding
+    ],
+)
+def test_sequence_crop_stays_inside_the_frame_where_the_track_allows(face, hw):
+    track = np.array([face], np.float32).repeat(3, 0)
+    track[1] += 6  # a little head motion
+    box = sequence_crop(track, 2.0, -0.1, frame_hw=hw, min_scale=1.5)
+    free = sequence_crop(track, 2.0, -0.1)
+    assert box.side <= free.side and _padding(box, hw) <= _padding(free, hw) + 1e-9
+    s = np.sqrt(np.prod(track[:, 2:] - track[:, :2], 1))
+    c = 0.5 * (track[:, :2] + track[:, 2:]) + np.stack([0 * s, -0.1 * s], 1)
+    need_lo, need_hi = (c - 0.75 * s[:, None]).min(0), (c + 0.75 * s[:, None]).max(0)
+    corner = np.array([box.x0, box.y0])
+    assert np.all(corner <= need_lo + 1) and np.all(corner + box.side >= need_hi - 1)  # covers the track
+    # slow reference: no corner of this side that covers the track has less padding
+    best = min(
+        _padding(type(box)(x, y, box.side), hw)
+        for x in range(int(need_hi[0]) - box.side, int(need_lo[0]) + 1)
+        for y in range(int(need_hi[1]) - box.side, int(need_lo[1]) + 1)
+    )
+    assert _padding(box, hw) <= best + 0.01
+    if np.all(need_lo >= 0) and np.all(need_hi <= [hw[1], hw[0]]) and np.all(need_hi - need_lo <= min(hw)):
+        assert box.side <= min(hw) and _padding(box, hw) == 0  # the frame's real pixels only
 
 
 def test_format_frames():

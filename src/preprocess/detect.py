@@ -141,25 +141,52 @@ class CropBox:
         return (S @ K).astype(np.float32)
 
 
-def sequence_crop(boxes: np.ndarray, scale: float = 2.0, shift_y: float = -0.1) -> CropBox:
-    """One square crop covering every (smoothed) face box scaled by ``scale`` about its centre.
+def sequence_crop(
+    boxes: np.ndarray,
+    scale: float = 2.0,
+    shift_y: float = -0.1,
+    frame_hw: tuple[int, int] | None = None,
+    min_scale: float | None = None,
+) -> CropBox:
+    """One square crop covering every (smoothed) face box scaled by ``scale`` about its centre, kept
+    inside the video frame where the track allows.
+
+    With ``frame_hw`` and ``min_scale``, a crop larger than the frame shrinks to the frame's shorter side,
+    but never below the side that covers every face box scaled by ``min_scale``; then it moves into the
+    frame as far as it can while still covering those boxes. The pixels it gains are real video, not
+    padding: a 512 px square source whose 2x crop was 647 px (38% padding) becomes the whole frame, the face
+    a quarter larger in the crop.
 
     Args:
         boxes: (N,4) smoothed face boxes of the usable frames.
         scale: crop side / face size (2.0 keeps hair, ears and some neck).
         shift_y: vertical offset of the crop centre in face sizes (negative: up, to keep the hair).
+        frame_hw: (H,W) of the video frames; None: the crop may leave the frame freely.
+        min_scale: the smallest margin (crop side / face size) fitting the crop inside the frame may leave;
+            None: the crop is never shrunk or moved.
 
     Returns:
-        The crop (it may extend beyond the image; the outside is padded).
+        The crop (it may still extend beyond the image where the track needs it; the outside is padded).
     """
+
+    def cover(k: float) -> tuple[np.ndarray, np.ndarray]:  # corners of the union of the boxes scaled by k
+        return (c - k * s[:, None] / 2).min(0), (c + k * s[:, None] / 2).max(0)
+
     c = 0.5 * (boxes[:, :2] + boxes[:, 2:])
     s = np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
     c = c + np.stack([np.zeros_like(s), shift_y * s], 1)
-    lo = (c - scale * s[:, None] / 2).min(0)
-    hi = (c + scale * s[:, None] / 2).max(0)
+    lo, hi = cover(scale)
     side = int(np.ceil((hi - lo).max()))
-    centre = 0.5 * (lo + hi)
-    return CropBox(int(round(centre[0] - side / 2)), int(round(centre[1] - side / 2)), side)
+    corner = 0.5 * (lo + hi) - side / 2
+    if frame_hw is not None and min_scale is not None:
+        size = np.array([frame_hw[1], frame_hw[0]], np.float64)  # (W,H) like the corners
+        need_lo, need_hi = cover(min(min_scale, scale))
+        side = max(int(np.ceil((need_hi - need_lo).max())), min(side, int(size.min())))
+        corner = 0.5 * (lo + hi) - side / 2
+        room = size - side  # < 0 where the crop is wider than the frame: it then spans the whole frame
+        inside = np.clip(corner, np.minimum(room, 0), np.maximum(room, 0))
+        corner = np.clip(inside, need_hi - side, need_lo)  # but still covering every face box
+    return CropBox(int(round(corner[0])), int(round(corner[1])), side)
 
 
 def crop_frame(image: np.ndarray, box: CropBox, resolution: int, pad_mode: str = "edge") -> np.ndarray:

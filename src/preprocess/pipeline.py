@@ -60,7 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "resolution": 256, "max_fps": None, "max_frames": None, "start_s": 0.0, "max_seconds": None,
     "allow_truncated": False, "min_frames": 10, "min_face_size": 64, "multi_face_ratio": 0.5,
     "detector": {"model_selection": [0, 1], "min_confidence": 0.5, "max_side": 640},
-    "crop": {"scale": 2.0, "shift_y": -0.1, "smooth_window": 5, "pad_mode": "edge"},
+    "crop": {"scale": 2.0, "shift_y": -0.1, "min_scale": None, "smooth_window": 5, "pad_mode": "edge"},
     "landmarks68": "auto", "fan_weights": None, "dlib_upsample": 0, "landmarks68_max_disagreement": 0.05,
     "segmentation": "selfie", "face_parts": True, "normals": "none", "keep_work": False,
     "background": "plate", "background_holdout": 16, "occlusion": "appearance",
@@ -213,7 +213,9 @@ def preprocess_video(video: str | Path, out_root: str | Path, cfg: dict[str, Any
     check_usable(str(video), status, dets["box"], cfg, "face detection")
     ok = np.nonzero(status == STATUS_CODES.index(D.OK))[0]
     smooth = D.smooth_track(dets["box"][ok], cfg["crop"]["smooth_window"])
-    box = D.sequence_crop(smooth, cfg["crop"]["scale"], cfg["crop"]["shift_y"])
+    crop = cfg["crop"]
+    frame_hw = tuple(int(v) for v in dets["size"][ok[0]])
+    box = D.sequence_crop(smooth, crop["scale"], crop["shift_y"], frame_hw, crop["min_scale"])
     res = int(cfg["resolution"])
     face_px = float(np.median(np.sqrt(np.prod(smooth[:, 2:] - smooth[:, :2], 1)))) * res / box.side
 

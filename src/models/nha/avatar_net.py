@@ -10,6 +10,7 @@ from src.core.outputs import Out
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.losses import region_label_matrix
 from src.models.nha.bounds import offset_bounds as offset_bounds_of
+from src.models.nha.neck import neck_weights, skin_neck
 from src.models.nha.networks import FiLMSiren, GeometryMLP, MappingNetwork, UVEmbedding, positional_encoding
 from src.render import Cameras, MeshRenderer, box_filter, supersample_cameras
 
@@ -35,6 +36,9 @@ class NHARenderer(nn.Module):
         background_residual: over a background plate the grid adds ``r * (sigmoid(grid) - 0.5)``, a
             residual in (-r/2, r/2) (1.0, the first version, could not darken a white wall to a black
             shirt; conf/model/nha.yaml uses 2.0).
+        neck: {length, smooth}: a neck joint (:mod:`src.models.nha.neck`): the head turns on the neck and
+            the torso below ``length`` of the chin-to-bottom height stays upright; None: the rigid head pose
+            moves every vertex (the first version).
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class NHARenderer(nn.Module):
         background_size: int = 8,
         background_residual: float = 1.0,
         offset_bounds: dict | None = None,
+        neck: dict | None = None,
     ) -> None:
         super().__init__()
         self.headmodel = headmodel
@@ -78,6 +83,13 @@ class NHARenderer(nn.Module):
             ob.get("hair", 0.0), ob.get("body", 0.0), int(ob.get("smooth", 0)),
         )  # fmt: skip
         self.register_buffer("bound", bound[self.active], persistent=False)
+        weights = pivot = None
+        if neck is not None:
+            weights, pivot = neck_weights(
+                hm.template, hm.landmarks(hm.template[None])[0], hm.faces[keep_faces], **neck
+            )
+        self.register_buffer("neck_weights", weights, persistent=False)
+        self.register_buffer("neck_pivot", pivot, persistent=False)
         # (K,C) which segmentation labels each region may be rendered over (semantic loss)
         allowed = region_label_matrix(hm.region_names, hm.region_labels)
         self.register_buffer("region_allowed", allowed, persistent=False)
@@ -114,6 +126,12 @@ class NHARenderer(nn.Module):
         offsets = self.geometry(self.x_norm[self.active], self.condition(expression, rotation), self.bound)
         return canon.index_add(1, self.active, offsets), offsets
 
+    def pose(self, vertices: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+        """Posed vertices (B,V,3) from canonical ones (B,V,3), rotation (B,3) and translation (B,3): the head
+        pose on a neck over an upright torso, or rigid when the renderer has no neck."""
+        R = axis_angle_to_matrix(rotation)
+        return skin_neck(vertices, R, translation, self.neck_weights, self.neck_pivot)
+
     def forward(
         self,
         identity: torch.Tensor,
@@ -146,8 +164,7 @@ class NHARenderer(nn.Module):
         """
         B = expression.shape[0]
         refined, offsets = self.refined_canonical(identity, expression, rotation)
-        R = axis_angle_to_matrix(rotation)
-        verts = refined @ R.transpose(1, 2) + translation[:, None]
+        verts = self.pose(refined, rotation, translation)
         H, W = cameras.image_size
         s = supersample
         cams = supersample_cameras(cameras, s)

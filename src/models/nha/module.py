@@ -20,7 +20,6 @@ from torch import nn
 
 from src.core.outputs import Batch, Out
 from src.core.streams import BackgroundUnavailableError, warp_plate
-from src.headmodel.rotation import axis_angle_to_matrix
 from src.models.base_module import AvatarModule, Tensors
 from src.models.nha.avatar_net import NHARenderer
 from src.models.nha.frame_tables import TABLE_KEYS, FrameTables
@@ -188,8 +187,7 @@ class NHAAvatar(AvatarModule):
         t = self.tables
         expr, rot = t.expression[index].clamp(0, 1), t.rotation[index]
         refined = self.net.refined_canonical(t.identity, expr, rot)[0]
-        R = axis_angle_to_matrix(rot)
-        return refined @ R.transpose(1, 2) + t.translation[index][:, None]
+        return self.net.pose(refined, rot, t.translation[index])
 
     def render_params(self, identity, expression, rotation, translation, cameras: Cameras, joint_pose=None):
         """See :meth:`src.models.avatar.AvatarMixin.render_params`."""
