@@ -63,3 +63,15 @@ def test_epoch_steps_fix_the_epoch_length_in_batches(tiny_subject):
     assert len(plain.train_dataloader()) == 4  # one pass: ceil(7 / 2)
     with pytest.raises(ValueError, match="epoch_steps"):
         AvatarDataModule(str(tiny_subject), epoch_steps=0)
+
+
+def test_data_hashes_refuse_a_subject_that_changed(tiny_subject):
+    """A checkpoint's ``data_hashes`` pin the subject: the same layout passes, another one is refused."""
+    from src.core.layout import DataMismatchError
+
+    dm = AvatarDataModule(str(tiny_subject))
+    saved = dm.config()["data_hashes"]
+    assert saved["data"] == dm.layout.read_meta()["config_hash"]
+    AvatarDataModule(str(tiny_subject), data_hashes=saved).prepare_data()
+    with pytest.raises(DataMismatchError, match="tiny: .*retrain"):
+        AvatarDataModule(str(tiny_subject), data_hashes={**saved, "data": "0" * 12}).prepare_data()

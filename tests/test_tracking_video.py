@@ -112,3 +112,32 @@ def test_overlay_goes_to_the_wandb_logger(tmp_path):
     dm._log_overlay()
     assert type(logged["tracking/overlay"]).__name__ == "Video"
     assert dm.config()["path"] == str(tmp_path / "me.mp4") and "generator" not in dm.config()
+
+
+def test_checkpoint_data_is_never_rebuilt_differently(astro_clip, tmp_path):
+    """A data module rebuilt from a checkpoint's config refuses other preprocessing or tracking settings
+    (they would give other frames or parameters) before touching the cache, and reuses the same ones."""
+    import hydra
+
+    from src.core.layout import DataMismatchError
+    from src.tracking.video_datamodule import VideoDataModule
+
+    tracking = {**FAST, "steps": 100, "steps_rigid": 30, "overlay": {"enabled": False}}
+    ict = {"_target_": "src.headmodel.ict.ICTHeadModel"}
+    dm = VideoDataModule(
+        path=str(astro_clip), cache_dir=str(tmp_path), headmodel=ict,
+        preprocess={"resolution": 64, "min_frames": 4}, tracking=tracking, val_frames=1, test_frames=1,
+    )  # fmt: skip
+    dm.prepare_data()
+    saved = dm.config()
+    assert saved["data_hashes"] == dm.current_hashes() and all(saved["data_hashes"].values())
+    before = dm.layout.meta_path.read_bytes()
+    other_crop = {**saved, "preprocess": {**saved["preprocess"], "crop": {"scale": 2.5}}}
+    with pytest.raises(DataMismatchError, match="astronaut.mp4: .*preprocessing settings"):
+        hydra.utils.instantiate(other_crop).prepare_data()
+    other_fit = {**saved, "tracking": {**tracking, "steps": 120}}
+    with pytest.raises(DataMismatchError, match="tracking settings"):
+        hydra.utils.instantiate(other_fit).prepare_data()
+    assert dm.layout.meta_path.read_bytes() == before  # nothing rebuilt
+    hydra.utils.instantiate(saved).prepare_data()  # the same settings: the cache as it is
+    assert dm.layout.meta_path.read_bytes() == before

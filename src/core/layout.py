@@ -51,6 +51,11 @@ class LayoutError(ValueError):
     """A subject folder is missing, incomplete or inconsistent; the message says how to fix it."""
 
 
+class DataMismatchError(LayoutError):
+    """The data would be rebuilt differently from the data a checkpoint was trained on (other settings,
+    another code version or a changed video); refused instead of silently rebuilt."""
+
+
 def frame_name(i: int) -> str:
     """File stem of frame ``i`` (six digits)."""
     return f"{i:06d}"

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from src.core.layout import LayoutError, SubjectLayout
+from src.core.layout import DataMismatchError, LayoutError, SubjectLayout
 from src.core.streams import read_background, read_background_motion
 from src.core.subject import SubjectData
 from src.datamodules.dataset import SubjectFrames
@@ -57,6 +57,10 @@ class AvatarDataModule(pl.LightningDataModule):
         epoch_steps: batches in one training epoch, drawn as consecutive shuffled passes over the training
             frames (the last pass cut short), so an epoch is the same work on a short and a long clip;
             None: one pass over the frames.
+        data_hashes: ``{"data": ..., "tracking": ...}``, the hashes of the data a checkpoint was trained on
+            (:meth:`config` records them); when given, ``prepare_data`` refuses with
+            :class:`DataMismatchError` to build data that would come out different, instead of rebuilding it
+            silently. None: build whatever the settings give.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class AvatarDataModule(pl.LightningDataModule):
         params_source: str = "auto",
         pin_memory: bool = False,
         epoch_steps: int | None = None,
+        data_hashes: dict[str, str | None] | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -87,6 +92,7 @@ class AvatarDataModule(pl.LightningDataModule):
         if epoch_steps is not None and int(epoch_steps) < 1:
             raise ValueError(f"data.epoch_steps={epoch_steps}; give a positive number of batches or null")
         self.epoch_steps = None if epoch_steps is None else int(epoch_steps)
+        self.data_hashes = to_plain(data_hashes)
         self.meta: dict[str, Any] | None = None
         self.splits: dict[str, list[int]] = {}
         self.datasets: dict[str, SubjectFrames] = {}
@@ -96,14 +102,43 @@ class AvatarDataModule(pl.LightningDataModule):
         if self.generator is None:
             if not self.layout.exists():
                 raise LayoutError(f"{self.root} holds no processed subject; preprocess a video into it first")
+            self.check_hash("data", self.layout.read_meta().get("config_hash"), self.root.name)
             return
-        if self.layout.exists() and self.layout.read_meta().get("config_hash") == config_hash(self.generator):
+        digest = config_hash(self.generator)
+        self.check_hash("data", digest, "the synthetic subject")
+        if self.layout.exists() and self.layout.read_meta().get("config_hash") == digest:
             return
         if self.headmodel_cfg is None:
             raise LayoutError("data.generator is set but data.headmodel is not; set headmodel=ict")
         log.info("rendering the synthetic subject into %s", self.root)
         headmodel = hydra.utils.instantiate(self.headmodel_cfg)
         generate_subject(self.root, headmodel, config=self.generator, **self.generator)
+
+    def check_hash(self, kind: str, digest: str | None, name: str) -> None:
+        """Refuse to go on when ``data_hashes[kind]`` is set and differs from ``digest``.
+
+        Args:
+            kind: "data" (preprocessing or generation) or "tracking".
+            digest: the hash the data would have now.
+            name: what the data is, for the message (a video's file name, never a server path).
+
+        Raises:
+            DataMismatchError: the data would differ from the data the checkpoint was trained on.
+        """
+        want = (self.data_hashes or {}).get(kind)
+        if want is None or want == digest:
+            return
+        what = {"data": "preprocessing", "tracking": "tracking"}.get(kind, kind)
+        raise DataMismatchError(
+            f"{name}: the avatar was trained on data from other {what} settings, another code version or "
+            f"another video file (hash {want}, now {digest}); it would be scored on different frames, so it "
+            "is refused: pass the settings it was trained with, or retrain it"
+        )
+
+    def current_hashes(self) -> dict[str, str | None]:
+        """The hashes of the data in ``root`` now: ``{"data": ..., "tracking": ...}`` (None where absent)."""
+        meta = self.layout.read_meta() if self.layout.exists() else {}
+        return {"data": meta.get("config_hash"), "tracking": (meta.get("tracking") or {}).get("config_hash")}
 
     def setup(self, stage: str | None = None) -> None:
         """Validate the layout, build the splits and the per-device batch size."""
@@ -133,6 +168,7 @@ class AvatarDataModule(pl.LightningDataModule):
             "generator": self.generator,
             "headmodel": self.headmodel_cfg,
             "params_source": self.params_source,
+            "data_hashes": self.current_hashes(),
         }
 
     @property

@@ -87,6 +87,12 @@ def preprocess_hash(video: str | Path, cfg: dict[str, Any], landmarks68: str) ->
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
+def planned_hash(video: str | Path, cfg: dict[str, Any] | None = None) -> str:
+    """The hash :func:`preprocess_video` would give ``video`` with options ``cfg`` (nothing is run)."""
+    cfg = preprocess_config(cfg)
+    return preprocess_hash(video, cfg, resolve_landmarks68(cfg["landmarks68"], cfg["fan_weights"]))
+
+
 def _decode_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     keys = ("max_fps", "max_frames", "start_s", "max_seconds", "allow_truncated")
     return {k: cfg[k] for k in keys}

@@ -106,6 +106,27 @@ def _gaps(meta: dict, n: int) -> np.ndarray | None:
     return np.diff(np.asarray(src, np.float32)) if src and len(src) == n else None
 
 
+def _plan(layout: SubjectLayout, meta: dict, headmodel, cfg: dict[str, Any] | None):
+    """The resolved options, the landmarks file, the fit's hash and the visibility (None: all visible)."""
+    dense_ok = layout.landmarks478_path.exists() and has_dense(headmodel)
+    cfg = resolve_auto(tracking_config(cfg), meta, dense_ok)
+    dense = cfg["landmarks"] == "dense"
+    lmk_path = layout.landmarks478_path if dense else layout.landmarks68_path
+    digest = tracking_hash(cfg, headmodel, lmk_path)
+    visible = read_landmark_visibility(layout, meta, "landmarks478" if dense else "landmarks68")
+    if visible is not None and (visible < 1).any():  # padded or occluded landmarks are left out of the fit
+        digest = hashlib.sha256(digest.encode() + visible.tobytes()).hexdigest()[: len(digest)]
+    else:
+        visible = None
+    return cfg, lmk_path, digest, visible
+
+
+def planned_tracking_hash(root: str | Path, headmodel, cfg: dict[str, Any] | None = None) -> str:
+    """The hash :func:`track_subject` would give the fit of the subject at ``root`` (nothing is fitted)."""
+    layout = SubjectLayout(Path(root))
+    return _plan(layout, layout.validate(), headmodel, cfg)[2]
+
+
 def track_subject(
     root: str | Path, headmodel, cfg: dict[str, Any] | None = None, force: bool = False
 ) -> dict[str, Any]:
@@ -123,21 +144,14 @@ def track_subject(
     """
     layout = SubjectLayout(Path(root))
     meta = layout.validate()
-    dense_ok = layout.landmarks478_path.exists() and has_dense(headmodel)
-    cfg = resolve_auto(tracking_config(cfg), meta, dense_ok)
+    cfg, lmk_path, digest, visible = _plan(layout, meta, headmodel, cfg)
     dense = cfg["landmarks"] == "dense"
+    dense_ok = layout.landmarks478_path.exists() and has_dense(headmodel)
     log.info(
         "tracking with %s landmarks%s",
         "FaceMesh's 478" if dense else "68",
         "" if dense or not dense_ok else " (dense available: set tracking.landmarks=auto or dense)",
     )
-    lmk_path = layout.landmarks478_path if dense else layout.landmarks68_path
-    digest = tracking_hash(cfg, headmodel, lmk_path)
-    visible = read_landmark_visibility(layout, meta, "landmarks478" if dense else "landmarks68")
-    if visible is not None and (visible < 1).any():  # padded or occluded landmarks are left out of the fit
-        digest = hashlib.sha256(digest.encode() + visible.tobytes()).hexdigest()[: len(digest)]
-    else:
-        visible = None
     done = meta.get("tracking") or {}
     if not force and done.get("config_hash") == digest and layout.tracking_path.exists():
         log.info("tracking is cached in %s", layout.tracking_path)

@@ -18,8 +18,8 @@ import hydra
 
 from src.core.layout import LayoutError
 from src.datamodules.avatar_datamodule import AvatarDataModule
-from src.preprocess.pipeline import preprocess_video
-from src.tracking.run import track_subject
+from src.preprocess.pipeline import planned_hash, preprocess_video
+from src.tracking.run import planned_tracking_hash, track_subject
 from src.utils.config import to_plain
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,13 @@ class VideoDataModule(AvatarDataModule):
             raise LayoutError(
                 "data.headmodel is not set; tracking needs it (headmodel=ict or headmodel=flame)"
             )
+        if (self.data_hashes or {}).get("data") and self.path.is_file():  # a missing video: preprocess says
+            self.check_hash("data", planned_hash(self.path, self.preprocess_cfg), self.path.name)
         preprocess_video(self.path, self.root, self.preprocess_cfg)
         headmodel = hydra.utils.instantiate(self.headmodel_cfg)
+        if (self.data_hashes or {}).get("tracking"):
+            digest = planned_tracking_hash(self.root, headmodel, self.tracking_cfg)
+            self.check_hash("tracking", digest, self.path.name)
         want_wandb = bool(self.tracking_cfg.get("log_wandb", True))
         track_subject(self.root, headmodel, {**self.tracking_cfg, "log_wandb": False})
         if want_wandb:
