@@ -232,9 +232,8 @@ def preprocess_video(video: str | Path, out_root: str | Path, cfg: dict[str, Any
 
     write_npy(layout.landmarks68_path, np.stack(lmk68).astype(np.float32))
     write_npy(layout.landmarks478_path, np.stack(lmk478).astype(np.float32))
-    source_hw = tuple(int(v) for v in dets["size"][kept[0]])
     t2 = time.perf_counter()
-    extra_meta, extra_available, extra_absent = write_streams(layout, cfg, box, source_hw, np.stack(lmk478))
+    extra_meta, extra_available, extra_absent = write_streams(layout, cfg, box, frame_hw, np.stack(lmk478))
     t_streams = time.perf_counter() - t2
     excluded = {
         code: dets["raw_index"][status == STATUS_CODES.index(code)].tolist() for code in STATUS_CODES[1:]
