@@ -15,7 +15,7 @@ import platform
 from datetime import datetime
 from pathlib import Path
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import hydra

@@ -8,8 +8,8 @@ process CPU time (summed over threads; less sensitive to other load on a shared 
 
 Usage::
 
-    python bench/bench_render.py                       # CPU, sizes 128 256 512, batches 1 8
-    python bench/bench_render.py --device cuda --repeats 10
+    python -m bench.bench_render                       # CPU, sizes 128 256 512, batches 1 8
+    python -m bench.bench_render --device cuda --repeats 10
 """
 
 from __future__ import annotations
@@ -20,20 +20,16 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from src.render import Cameras, MeshRenderer, intrinsics_from_fov, look_at, rasterize, sh_ambient
+from src.utils.assets import find_asset
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import src  # noqa: E402, F401  (installs the torchvision shim before anything else)
-from src.render import Cameras, MeshRenderer, intrinsics_from_fov, look_at, rasterize, sh_ambient  # noqa: E402
-from src.utils.assets import find_asset  # noqa: E402
 
 
 def load_ict(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.core.layout import SubjectLayout
 from src.core.streams import read_background, read_valid
 from src.preprocess import preprocess_video

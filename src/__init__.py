@@ -1,9 +1,5 @@
-"""Selfie-video head avatars: head models, a differentiable renderer, data, models and metrics.
+"""Selfie-video head avatars: head models, a differentiable renderer, data, models, metrics and the studio.
 
-Importing ``src`` first makes torchvision importable on machines whose torchvision wheel does not
-match the installed torch (see :mod:`src.utils.compat`).
+Importing ``src`` loads nothing: the web app (``src.app``) runs without torch. The packages whose code loads
+torchvision, torchmetrics or Lightning import :mod:`src.utils.compat` first.
 """
-
-from src.utils.compat import ensure_torchvision_ops
-
-ensure_torchvision_ops()

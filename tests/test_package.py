@@ -9,11 +9,12 @@ import zipfile
 
 import pytest
 
+from tests.helpers import TINY_GENERATOR
 from tests.workflow_helpers import REPO
 
 
 @pytest.mark.slow
-def test_wheel_installs_and_entry_points_run_elsewhere(tmp_path):
+def test_wheel_installs_and_entry_points_run_elsewhere(tmp_path, tiny_subject):
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()  # fmt: skip
     src = tmp_path / "checkout"
@@ -37,10 +38,12 @@ def test_wheel_installs_and_entry_points_run_elsewhere(tmp_path):
     (wheel,) = wheels.glob("avatar-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     shipped = ("src/conf/train.yaml", "src/conf/experiment/nha_synthetic.yaml",
-               "src/conf/hydra/launcher/slurm.yaml", "train.py", "evaluate.py", "reenact.py",
-               "src/utils/confdir.py")  # fmt: skip
+               "src/conf/hydra/launcher/slurm.yaml", "src/cli/train.py", "src/cli/evaluate.py",
+               "src/cli/reenact.py", "src/utils/confdir.py")  # fmt: skip
     for f in shipped:
         assert f in names, f
+    top_level = [n for n in names if "/" not in n]
+    assert not top_level, f"modules outside the package: {top_level}"
     assert not any(n.startswith("src/conf/local/") and not n.endswith("example.yaml") for n in names)
 
     venv = tmp_path / "venv"
@@ -63,3 +66,21 @@ def test_wheel_installs_and_entry_points_run_elsewhere(tmp_path):
     assert str(venv) in searchpath and str(REPO) not in searchpath
     for script in ("avatar-eval", "avatar-reenact", "avatar-export", "avatar-preprocess", "avatar-track"):
         assert "Powered by Hydra" in run(script, "--help"), script
+
+    # a user's chain from that folder on the tiny subject: a debug batch, one epoch, a preset, a mesh
+    data_dir = elsewhere / "data"
+    shutil.copytree(tiny_subject, data_dir / "synthetic" / "seed0_48px_12f")
+    tiny = [f"paths.data_dir={data_dir}", *(f"data.generator.{k}={v}" for k, v in TINY_GENERATOR.items()),
+            "data.val_frames=2", "data.test_frames=2", "data.batch_size=4", "experiment=baseline_synthetic",
+            "logger=csv", "metrics.fid=false", "callbacks.rich_progress_bar=null"]  # fmt: skip
+    run("avatar-train", *tiny, "debug=fdr", f"hydra.run.dir={elsewhere / 'fdr'}")
+    run_dir = elsewhere / "run"
+    run("avatar-train", *tiny, "trainer.max_epochs=1", "test=false", f"hydra.run.dir={run_dir}")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    smile, mesh = elsewhere / "smile", elsewhere / "mesh"
+    run("avatar-reenact", f"ckpt_path={ckpt}", "mode=preset", "preset=smile", f"out_dir={smile}",
+        "progress=false", f"hydra.run.dir={smile}")  # fmt: skip
+    assert list(smile.glob("*.mp4"))
+    run("avatar-export", f"ckpt_path={ckpt}", f"out_dir={mesh}", f"hydra.run.dir={mesh}")
+    assert list(mesh.glob("*.glb")) and list(mesh.glob("*.obj"))

@@ -10,7 +10,6 @@ import sys
 
 from flask.cli import FlaskGroup
 
-import src  # noqa: F401  (the project's import shims)
 from src.app import create_app
 
 

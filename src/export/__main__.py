@@ -14,7 +14,7 @@ import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-import src  # noqa: F401  (torchvision shim before Lightning)
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.export.mesh import export_mesh
 from src.models.loading import CheckpointError
 from src.utils.confdir import CONFIG_DIR

@@ -1,5 +1,9 @@
 """Loss terms (small pure functions) and their weighted sum."""
 
+import src.utils.compat  # noqa: F401  (torchvision's operator schemas first)
+
+# isort: split
+
 from src.losses.adversarial import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from src.losses.face_id import FaceIdentityLoss, ResNet50FaceNet, load_resnet50_face_weights
 from src.losses.geometry import erode_mask, image_laplacian, laplacian_normal_loss, normal_consistency

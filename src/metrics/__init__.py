@@ -7,6 +7,10 @@ Public API:
     :func:`evaluate_folders` / :func:`write_table`.
 """
 
+import src.utils.compat  # noqa: F401  (torchvision's operator schemas first)
+
+# isort: split
+
 from src.metrics.csim import CSIMMetric
 from src.metrics.evaluate_folder import evaluate_folders, format_table, write_table
 from src.metrics.fid import FIDMetric, frechet_distance

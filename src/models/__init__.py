@@ -1,1 +1,3 @@
 """Avatar LightningModules (one per model family)."""
+
+import src.utils.compat  # noqa: F401  (torchvision's operator schemas first)

@@ -9,15 +9,21 @@ needs.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 
 from src.render import Cameras, interpolate
 from src.render.uv import grow_texture, rasterize_uv
 
 
-class AvatarMixin:
-    """Methods shared by avatar LightningModules (subclasses implement the three abstract ones)."""
+class AvatarMixin(ABC):
+    """What every avatar family offers: it must write :meth:`render_params` and
+    :meth:`personalized_vertices` (and ``forward``, see :class:`src.models.base_module.AvatarModule`);
+    :meth:`texture_colors` (mesh export) and :meth:`posed_vertices` (geometry scores) are optional, and
+    raise ``NotImplementedError`` in a family that has no mesh texture or posed mesh."""
 
+    @abstractmethod
     def render_params(
         self,
         identity: torch.Tensor,
@@ -40,13 +46,12 @@ class AvatarMixin:
             dict with Out.IMAGE (B,3,H,W) in [0,1] (over the avatar's background) and the avatar's
             foreground: Out.COVERAGE (B,1,H,W) for mesh avatars, Out.MATTE (B,1,H,W) for image avatars.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def personalized_vertices(
         self, expression: torch.Tensor, joint_pose: torch.Tensor | None = None
     ) -> torch.Tensor:
         """(B,V,3) canonical (unposed) vertices of the personalised mesh at the given expressions."""
-        raise NotImplementedError
 
     def texture_colors(
         self, points: torch.Tensor, face_idx: torch.Tensor, bary: torch.Tensor, expression: torch.Tensor
@@ -68,7 +73,7 @@ class AvatarMixin:
         """(B,V,3) posed world-space vertices of tracked frames ``index`` (for geometry scores)."""
         raise NotImplementedError
 
-    def prepare_split(self, split: str, batches) -> None:
+    def prepare_split(self, split: str, batches) -> None:  # noqa: B027  (optional hook, default nothing)
         """Hook run before frames of ``split`` are rendered for scoring (default: nothing).
 
         Avatars whose per-frame parameters are only trained on training frames may fit the held-out

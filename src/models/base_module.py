@@ -16,6 +16,7 @@ score every batch through the same :meth:`AvatarModule.score_batch` (see :mod:`s
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,16 @@ class AvatarModule(AvatarMixin, pl.LightningModule):
             self.data_config = to_plain(data_config)
         self.on_subject(subject)
 
+    def setup(self, stage: str) -> None:
+        """Lightning hook: a model fitted or tested with a data module takes its subject from it.
+
+        ``trainer.fit(model, datamodule=dm)`` (or ``test``/``validate``) is therefore all a fresh model
+        needs; :meth:`attach` remains for scoring and reenacting outside a trainer.
+        """
+        dm = self._trainer.datamodule if self._trainer is not None else None
+        if self.subject is None and dm is not None and hasattr(dm, "subject"):
+            self.attach(dm.subject(), data_config=dm.config())
+
     def on_subject(self, subject: SubjectData) -> None:
         """Called at the end of :meth:`attach` (a family takes what else it uses of the subject)."""
 
@@ -112,9 +123,14 @@ class AvatarModule(AvatarMixin, pl.LightningModule):
         checkpoint["hyper_parameters"] = to_plain(checkpoint.get("hyper_parameters", {}))
 
     # ---------------------------------------------------------------- what families implement
+    @abstractmethod
+    def forward(self, index: torch.Tensor, soft_alpha: bool = False) -> Tensors:
+        """Outputs of tracked frames ``index`` (B,), a dict keyed by :class:`src.core.outputs.Out`."""
+
     def loss_dict(self, batch: Tensors, out: Tensors) -> tuple[torch.Tensor, Tensors]:
-        """Total training loss of a batch and its named terms."""
-        raise NotImplementedError
+        """Total training loss of a batch and its named terms (a family with manual optimisation
+        overrides :meth:`optimisation_step` instead)."""
+        raise NotImplementedError(f"{type(self).__name__} gives neither loss_dict nor optimisation_step")
 
     def train_outputs(self, batch: Tensors) -> Tensors:
         """Outputs the training loss needs (default: the frames rendered with their soft silhouette)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.preprocess.pipeline import preprocess_video
 from src.utils.confdir import CONFIG_DIR
 from src.utils.task import task_wrapper

@@ -8,7 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.preprocess.__main__ import default_subject_dir
 from src.preprocess.pipeline import preprocess_video
 from src.tracking.run import track_subject

@@ -1,5 +1,9 @@
 """Compatibility shims that must run before torchvision, torchmetrics or Lightning are imported.
 
+Importing this module runs them: the packages whose code loads those libraries (models, metrics, losses,
+callbacks, data modules, pretrained weights, the entry points) start with ``import src.utils.compat``, and
+``src`` itself imports nothing, so the web app loads no torch.
+
 The registry's torchvision 0.28.0 wheel is a CUDA build. Next to the CPU build of torch its compiled
 operators fail to load, and its Python side then refuses to import because the ``torchvision::nms``
 schema is missing. Defining the two schemas that the Python side needs lets the pure-Python parts
@@ -51,3 +55,6 @@ def ensure_torchvision_ops() -> None:
     lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _LIBRARY = lib
+
+
+ensure_torchvision_ops()  # importing this module is the way to run it: `import src.utils.compat`

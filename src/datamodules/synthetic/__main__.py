@@ -7,7 +7,7 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.datamodules.synthetic.generate import generate_subject
 
 log = logging.getLogger(__name__)
