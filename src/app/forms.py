@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import IntegerField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange
 
 from src.app.pipeline import QUALITY, RESOLUTIONS
@@ -16,10 +17,15 @@ class LoginForm(FlaskForm):
     submit = SubmitField("Log in")
 
 
+def _choices(pairs) -> list[SelectChoice]:
+    """(value, label) pairs as the select options wtforms 3.3 expects."""
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
 class UploadForm(FlaskForm):
     video = FileField("Video (mp4, mov or webm)", validators=[FileRequired()])
     resolution = SelectField(
-        "Crop resolution (px)", choices=[(r, str(r)) for r in RESOLUTIONS], coerce=int, default=256
+        "Crop resolution (px)", choices=_choices((r, str(r)) for r in RESOLUTIONS), coerce=int, default=256
     )
     submit = SubmitField("Upload and preprocess")
 
@@ -28,16 +34,18 @@ class AvatarForm(FlaskForm):
     name = StringField("Name", default="my avatar", validators=[Length(max=120)])
     family = SelectField(
         "Family",
-        choices=[
-            ("mesh", "Mesh avatar (3D mesh + texture, exportable)"),
-            ("image", "Image avatar (StyleGAN2 generator)"),
-        ],
+        choices=_choices(
+            [
+                ("mesh", "Mesh avatar (3D mesh + texture, exportable)"),
+                ("image", "Image avatar (StyleGAN2 generator)"),
+            ]
+        ),
     )
-    quality = SelectField("Training length", choices=[(q, q) for q in QUALITY["mesh"]], default="standard")
+    quality = SelectField("Training length", choices=_choices((q, q) for q in QUALITY["mesh"]), default="standard")
     n_identity = IntegerField("Identity shapes", default=100, validators=[NumberRange(1, 100)])
     texture_size = SelectField(
         "Texture size (mesh export)",
-        choices=[(s, str(s)) for s in (256, 512, 1024, 2048)],
+        choices=_choices((s, str(s)) for s in (256, 512, 1024, 2048)),
         coerce=int,
         default=1024,
     )

