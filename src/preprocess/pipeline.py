@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from src.core.layout import SEG_LABELS, SubjectLayout
@@ -45,6 +46,7 @@ from src.preprocess.landmarks import (
 from src.preprocess.segment import SEGMENTATION_SOURCE, SelfieSegmenter, face_parts
 from src.preprocess.streams import write_streams
 from src.preprocess.video import iter_frames, probe_video, video_fingerprint
+from src.utils.confdir import config_dir
 from src.utils.config import to_plain
 from src.utils.io import write_npy, write_npz, write_png
 from src.utils.signals import check_stop
@@ -56,15 +58,15 @@ PREPROCESS_VERSION = 2  # 2: valid.png, background plate, occlusion masks
 STATUS_CODES = (D.OK, D.NO_FACE, D.MULTIPLE, D.TOO_SMALL, D.NO_LANDMARKS)
 ABSENT_NORMALS = "no normal predictor with weights is available offline (preprocess.normals=none)"
 
-DEFAULTS: dict[str, Any] = {
-    "resolution": 256, "max_fps": None, "max_frames": None, "start_s": 0.0, "max_seconds": None,
-    "allow_truncated": False, "min_frames": 10, "min_face_size": 64, "multi_face_ratio": 0.5,
-    "detector": {"model_selection": [0, 1], "min_confidence": 0.5, "max_side": 640},
-    "crop": {"scale": 2.0, "shift_y": -0.1, "min_scale": None, "smooth_window": 5, "pad_mode": "edge"},
-    "landmarks68": "auto", "fan_weights": None, "dlib_upsample": 0, "landmarks68_max_disagreement": 0.05,
-    "segmentation": "selfie", "face_parts": True, "normals": "none", "keep_work": False,
-    "background": "plate", "background_holdout": 16, "occlusion": "appearance",
-}  # fmt: skip
+
+def _yaml_defaults() -> dict[str, Any]:
+    """conf/preprocess/default.yaml, the one place the preprocessing defaults are written."""
+    cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "preprocess" / "default.yaml"), resolve=True)
+    cfg.pop("defaults", None)  # the schema entry (src/utils/schemas.py), not an option
+    return cfg
+
+
+DEFAULTS: dict[str, Any] = _yaml_defaults()
 
 
 def preprocess_config(cfg: dict[str, Any] | None) -> dict[str, Any]:

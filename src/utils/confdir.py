@@ -2,7 +2,8 @@
 
 A wheel ships the repository's ``conf/`` as ``src/conf`` (package data, see pyproject.toml); a checkout
 has it beside ``src/``. The entry points pass :data:`CONFIG_DIR` (absolute) to ``hydra.main``, so they
-work from any folder. Importing this module also registers the ``${mkdir:...}`` config resolver.
+work from any folder. Importing this module also registers the config resolvers (``${mkdir:...}``,
+``${stage_steps:...}``) and the group schemas of :mod:`src.utils.schemas`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+from src.utils.schemas import register_schemas
 
 _PKG = Path(__file__).resolve().parents[1]
 
@@ -39,6 +42,7 @@ def stage_steps(stages) -> int:
 
 
 CONFIG_DIR = str(config_dir())
+register_schemas()  # the group files' schemas (src/utils/schemas.py)
 if not OmegaConf.has_resolver("mkdir"):
     OmegaConf.register_new_resolver("mkdir", ensure_dir)
 if not OmegaConf.has_resolver("stage_steps"):

@@ -32,13 +32,12 @@ class NHARenderer(nn.Module):
         offset_bounds: {hair, body, smooth}: per-vertex offset bounds beyond ``geometry.max_offset`` (see
             :func:`src.models.nha.bounds.offset_bounds`): ``hair`` metres more at the top of the head model's
             hair regions, ``body`` metres more at the bottom of the mesh (shoulders), ``smooth`` passes;
-            None or zeros: ``max_offset`` everywhere (the first version).
+            None or zeros: ``max_offset`` everywhere.
         background_residual: over a background plate the grid adds ``r * (sigmoid(grid) - 0.5)``, a
-            residual in (-r/2, r/2) (1.0, the first version, could not darken a white wall to a black
-            shirt; conf/model/nha.yaml uses 2.0).
+            residual in (-r/2, r/2); r = 2 lets the grid turn any plate colour into any other.
         neck: {length, smooth}: a neck joint (:mod:`src.models.nha.neck`): the head turns on the neck and
             the torso below ``length`` of the chin-to-bottom height stays upright; None: the rigid head pose
-            moves every vertex (the first version).
+            moves every vertex.
     """
 
     def __init__(
@@ -49,11 +48,12 @@ class NHARenderer(nn.Module):
         texture: dict,
         mapping: dict,
         uv_embedding: dict,
+        *,
+        pos_freqs: int,
+        background_size: int,
+        background_residual: float,
         hidden_regions: list[str] | None = None,
         offset_regions: list[str] | None = None,
-        pos_freqs: int = 4,
-        background_size: int = 8,
-        background_residual: float = 1.0,
         offset_bounds: dict | None = None,
         neck: dict | None = None,
     ) -> None:
