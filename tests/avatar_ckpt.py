@@ -18,7 +18,7 @@ def tiny_avatar_checkpoint(tiny_subject: Path, base: Path) -> Path:
     Returns:
         Path of ``last.ckpt``.
     """
-    from train import train
+    from src.cli.train import train
 
     run = base / "tiny_avatar"
     ckpt = run / "checkpoints" / "last.ckpt"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from tests.helpers import TINY_GENERATOR, synthetic_config
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from tests.app_fixtures import VIDEOS, job_of, login, make_app, run_queue, upload
 
+pytestmark = pytest.mark.integration  # the studio's worker runs preprocessing on each clip
+
 
 @pytest.fixture(scope="module")
 def failed(tmp_path_factory):

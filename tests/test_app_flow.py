@@ -17,7 +17,7 @@ import trimesh
 from src.app.pipeline import QUALITY
 from tests.app_fixtures import VIDEOS, csrf, flow, job_of, login, run_queue  # noqa: F401
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = pytest.mark.integration  # the studio end to end: upload, preprocess, train, reenact
 
 
 def test_preprocess_result_page_and_subject_zip(flow):  # noqa: F811

@@ -17,6 +17,8 @@ from waitress import create_server
 
 from tests.app_fixtures import PASSWORD, VIDEOS, make_app
 
+pytestmark = pytest.mark.integration  # the studio's web server and worker under load
+
 N = 20
 TIMEOUT_S = 120
 

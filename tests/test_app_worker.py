@@ -14,6 +14,8 @@ import pytest
 
 from tests.app_fixtures import TINY, VIDEOS, job_of, last_job, login, make_app, upload
 
+pytestmark = pytest.mark.integration  # the studio's worker processes, killed and resumed
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

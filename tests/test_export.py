@@ -1,6 +1,6 @@
 """Mesh export: UV-seam splitting by hand, OBJ/MTL/PNG/GLB from a trained avatar, the CLI, errors."""
 
-import src  # noqa: F401  (first: makes torchvision importable)
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import numpy as np
@@ -14,6 +14,8 @@ from src.export.__main__ import load_model
 from src.reenact import ReenactError
 from tests.avatar_ckpt import tiny_avatar_checkpoint
 from tests.helpers import compose_train
+
+pytestmark = pytest.mark.integration  # exports a trained checkpoint
 
 
 def test_split_uv_seams_by_hand():

@@ -25,9 +25,9 @@ def test_renderer_cuda_matches_cpu(ict_model):
 
 
 def test_fast_dev_run_on_gpu(tiny_subject, tmp_path):
+    from src.cli.train import train
     from tests.helpers import compose_train
     from tests.test_train import _overrides
-    from train import train
 
     extra = ["experiment=baseline_synthetic", "debug=fdr", "trainer=gpu"]
     overrides = _overrides(tiny_subject, tmp_path, extra)

@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse
 import torch
 
-import src  # noqa: F401  (installs the torchvision shim before anything else)
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.headmodel.base import HeadModelError
 from src.headmodel.flame import FLAMEHeadModel, load_pickle
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.datamodules.synthetic.trajectory import make_trajectory
 from src.headmodel.gaze import sphere_centre
 from src.tracking.fitter import LandmarkModel, Tracker, fit_cameras

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-import src  # noqa: F401  (installs the torchvision shim before anything else)
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.headmodel.base import HeadModelError
 from src.headmodel.ict import ICTHeadModel, triangulate
 from src.headmodel.ict_convert import main as convert_main

@@ -1,6 +1,6 @@
 """Normal-map terms against explicit per-pixel loops."""
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import pytest

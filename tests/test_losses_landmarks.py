@@ -1,6 +1,6 @@
 """Landmark term against a per-landmark loop."""
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import math

@@ -1,6 +1,6 @@
 """VGG16 perceptual loss: real weights, frozen hidden network, torchvision reference."""
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import numpy as np

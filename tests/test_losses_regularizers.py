@@ -1,6 +1,6 @@
 """Mesh regularisers and helpers against slow loop references."""
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import math

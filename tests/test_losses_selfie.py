@@ -1,6 +1,6 @@
 """Image-avatar loss terms: ID-MRF, face identity (L_cos), adversarial + R1, mask MAE."""
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import math

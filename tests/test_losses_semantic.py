@@ -1,6 +1,6 @@
 """Semantic region agreement and semantically weighted L1 against loops."""
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import pytest

@@ -1,9 +1,8 @@
 """evaluate_folders / write_table on a tiny folder pair, folder errors, and the evaluate.py entry point."""
 
-import src  # noqa: F401  (first: makes torchvision importable)
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from src.cli.evaluate import run
 from src.metrics import (
     LPIPS,
     WeightsUnavailableError,
@@ -115,13 +115,6 @@ def test_folder_errors(folders, tmp_path):
         evaluate_folders(folders / "pred", folders / "gt", other, metrics_cfg={"lpips": False, "fid": False})
 
 
-def _load_evaluate_module():
-    spec = importlib.util.spec_from_file_location("evaluate_entry", ROOT / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_evaluate_entry_point_missing_checkpoint(folders):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(
@@ -130,9 +123,10 @@ def test_evaluate_entry_point_missing_checkpoint(folders):
         )
     assert cfg.metrics.lpips and cfg.metrics.fid and cfg.mask_dir is None and cfg.metrics.required is False
     with pytest.raises(CheckpointError, match="x.ckpt not found"):
-        _load_evaluate_module().run(cfg)
+        run(cfg)
 
 
+@pytest.mark.integration
 def test_evaluate_script_writes_files(folders, tmp_path):
     cmd = [
         sys.executable,

@@ -1,6 +1,6 @@
 """Frechet distance against scipy, the FID accumulator, and the FID InceptionV3 resolver/wrapper."""
 
-import src  # noqa: F401  (first: makes torchvision importable)
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import importlib.util

@@ -1,6 +1,6 @@
 """Vertex error, Hausdorff distance and rigid alignment against slow loops."""
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import numpy as np

@@ -1,6 +1,6 @@
 """Our LPIPS against the reference ``lpips`` package, weight resolution, and the frozen-network contract."""
 
-import src  # noqa: F401  (first: makes torchvision importable)
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import warnings

@@ -1,6 +1,6 @@
 """ImageMetrics: PSNR/SSIM definitions, masked variants, missing weights, frozen networks."""
 
-import src  # noqa: F401  (first: makes torchvision importable)
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import logging

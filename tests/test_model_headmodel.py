@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
+from src.cli.train import train
 from src.headmodel.base import HeadModelError
 from tests.helpers import CONF_DIR, TINY_GENERATOR, compose_train, synthetic_config
 from tests.test_headmodel_flame import _embeddings, _flame_dict
-from train import train
 
 MODELS = ("nha", "selfie", "vertex_color")
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
@@ -108,7 +108,8 @@ def test_head_models_declare_their_region_lists(ict_model, flame_files, tmp_path
     assert HeadConditioner(ict_model, MeshRenderer()).faces.shape[0] == ict_model.faces.shape[0] - n_hidden
     assert HeadConditioner(ict_model, MeshRenderer(), []).faces.shape[0] == ict_model.faces.shape[0]
     nets = {"geometry": {"hidden": 8, "layers": 1}, "texture": {"hidden": 8, "layers": 1},
-            "mapping": {"width": 8, "depth": 1}, "uv_embedding": {"channels": 2, "size": 4}}  # fmt: skip
+            "mapping": {"width": 8, "depth": 1}, "uv_embedding": {"channels": 2, "size": 4},
+            "pos_freqs": 2, "background_size": 4, "background_residual": 2.0}  # fmt: skip
     net = NHARenderer(flame_masks, MeshRenderer(), **nets)
     assert net.faces.shape == flame.faces.shape and torch.equal(net.active, torch.arange(100))
     assert net.region_allowed.shape == (4, 9)
@@ -116,6 +117,7 @@ def test_head_models_declare_their_region_lists(ict_model, flame_files, tmp_path
         NHARenderer(flame, MeshRenderer(), **nets, offset_regions=["face", "head_neck"])
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("headmodel", HEADMODELS)
 @pytest.mark.parametrize("model", MODELS)
 def test_model_x_headmodel_fast_dev_run(model, headmodel, subject32, flame_files, tmp_path):
@@ -140,6 +142,7 @@ def test_flame_on_ict_parameters_says_so(subject32, flame_files, tmp_path):
         train(compose_train(overrides, output_dir=tmp_path))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_fast_dev_run(experiment, tiny_subject, subject32, tmp_path):
     """`python train.py experiment=<e> ++trainer.fast_dev_run=true` for every file in conf/experiment."""

@@ -7,11 +7,13 @@ import math
 import pytest
 import torch
 
+from src.cli.train import train
 from src.models.nha.networks import FiLMSiren, GeometryMLP, MappingNetwork, UVEmbedding, positional_encoding
 from src.models.nha.stages import parse_stages, stage_at, total_steps
 from tests.helpers import compose_train
 from tests.test_train import _overrides
-from train import train
+
+pytestmark = pytest.mark.integration  # trains the mesh avatar
 
 # every nha_* experiment's fast_dev_run: tests/test_model_headmodel.py::test_experiment_fast_dev_run
 
@@ -98,7 +100,7 @@ def test_nha_trains_each_stage_and_checkpoint_renders(tiny_subject, tmp_path):
     cfg = compose_train(_overrides(tiny_subject, tmp_path, extra), output_dir=tmp_path)
     metrics = train(cfg)
     assert metrics["train/stage_index"] == 1.0  # the second stage ran
-    from evaluate import run as evaluate_run
+    from src.cli.evaluate import run as evaluate_run
 
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     ecfg = compose_train(

@@ -1,7 +1,7 @@
 """The mesh avatar over a video's background plate, and pixels/landmarks that count nowhere (padded crop,
 occluders): the plate warp against OpenCV, the plate behind the head, the loss blind to invalid pixels."""
 
-import src  # noqa: F401  (first: makes torchvision importable)
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import dataclasses

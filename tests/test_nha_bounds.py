@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from src.cli.train import train
 from src.core.outputs import Batch, Out
 from src.losses import mesh_edges
 from src.models.nha.bounds import height_ramps, offset_bounds, smooth_on_mesh
@@ -12,7 +13,8 @@ from src.models.nha.networks import GeometryMLP
 from src.models.nha.stages import parse_stages
 from tests.helpers import compose_train
 from tests.test_train import _overrides
-from train import train
+
+pytestmark = pytest.mark.integration  # trains the mesh avatar's shape stage
 
 
 def test_smooth_on_mesh_against_loop():

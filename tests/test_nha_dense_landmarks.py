@@ -1,6 +1,6 @@
 """The mesh avatar's landmark term on FaceMesh's 478 points (``loss.landmark_points=dense``)."""
 
-import src  # noqa: F401  (first: makes torchvision importable)
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import hydra

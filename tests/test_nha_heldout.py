@@ -1,7 +1,7 @@
 """The held-out fit's parts: stored beside its checkpoint (and refused when stale), a batch scaled down for a
 coarse fit, early stopping."""
 
-import src  # noqa: F401  (first: makes torchvision importable)
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import torch

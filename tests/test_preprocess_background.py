@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.core.layout import SubjectLayout
 from src.core.streams import BackgroundUnavailableError, landmark_visible, pixel_weight, read_background
 from src.preprocess.background import estimate_plate, motion_px

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.core.layout import SubjectLayout
 from src.core.streams import read_landmark_visibility
 from src.datamodules.dataset import SubjectFrames

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.core.layout import SEG_LABELS, SubjectLayout
 from src.preprocess import (
     FaceTooSmallError,
@@ -95,6 +95,7 @@ def test_cached_and_rebuilt_on_other_settings(astro_clip, astro_subject):
     assert (root / "frames" / "000000.png").stat().st_mtime_ns == stamp  # nothing rewritten
 
 
+@pytest.mark.integration
 def test_resume_after_interruption(astro_clip, tmp_path):
     root = tmp_path / "resume"
     cfg = {**SMALL, "keep_work": True}

@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.preprocess.clips import astronaut_frames
 from src.preprocess.detect import CropBox, classify_frame, crop_frame, sequence_crop, smooth_track
 from src.preprocess.errors import VideoReadError, format_frames

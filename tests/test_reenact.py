@@ -1,6 +1,6 @@
 """Reenactment: sequence builders against hand computations, presets, orbit cameras, video, reenact.py."""
 
-import src  # noqa: F401  (first: makes torchvision importable)
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import math
@@ -34,6 +34,8 @@ from src.render import Cameras, intrinsics_from_fov, look_at
 from src.utils.video import write_video
 from tests.avatar_ckpt import tiny_avatar_checkpoint
 from tests.helpers import compose_train
+
+pytestmark = pytest.mark.integration  # reenacts a trained checkpoint
 
 CAM_R = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 PRESET_NAMES = ("smile", "provocative", "clueless", "indifferent", "neutral", "surprise")
@@ -231,7 +233,7 @@ def test_reenact_modes_write_mp4_and_frames(
 ):
     import imageio.v3 as iio
 
-    from reenact import run
+    from src.cli.reenact import run
 
     out = tmp_path / "out"
     cfg = compose_train(
@@ -253,7 +255,7 @@ def test_reenact_modes_write_mp4_and_frames(
 
 
 def test_reenact_errors(avatar_ckpt, tmp_path):
-    from reenact import run
+    from src.cli.reenact import run
 
     def cfg(*extra):
         return compose_train(
@@ -290,7 +292,7 @@ def test_composite_over_colour_and_transparent():
 def test_reenact_transparent_background_writes_rgba(avatar_ckpt, tmp_path):
     import imageio.v3 as iio
 
-    from reenact import run
+    from src.cli.reenact import run
 
     out = tmp_path / "out"
     cfg = compose_train(

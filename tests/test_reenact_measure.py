@@ -1,7 +1,7 @@
 """Cross-reenactment measurement: expression agreement against a plain loop, re-tracking recovers known
 expressions, identity similarity separates people on real faces, and reenact.py mode=cross writes it."""
 
-import src  # noqa: F401  (first: makes torchvision importable)
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 import json
@@ -24,6 +24,8 @@ from src.tracking.fitter import LandmarkModel
 from src.utils.confdir import CONFIG_DIR
 from tests.avatar_ckpt import tiny_avatar_checkpoint
 from tests.helpers import clip_faces, compose_train
+
+pytestmark = pytest.mark.integration  # reenacts and re-tracks a trained checkpoint
 
 CAM_R = torch.diag(torch.tensor([1.0, -1.0, -1.0]))  # a camera at (0,0,0.7) looking along -z at the face
 
@@ -101,7 +103,7 @@ def avatar_ckpt(tiny_subject, tmp_path_factory):
 def test_reenact_cross_writes_measurements(avatar_ckpt, tiny_subject, tmp_path):
     """The tiny avatar driven by its own subject's frames (48 px, one epoch of training: faces too small and
     blurred to detect, so no CSIM) still writes the file and says how many frames had no face."""
-    from reenact import run
+    from src.cli.reenact import run
 
     source_subject = tiny_subject
     out = tmp_path / "out"

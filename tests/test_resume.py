@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import signal
 
+import pytest
+
 from tests.workflow_helpers import offline_env, read_wandb_run, run_train, tiny_overrides
+
+pytestmark = pytest.mark.integration  # kills and resumes a training process
 
 KILL = [
     "+callbacks.kill._target_=tests.kill_callback.KillAt",

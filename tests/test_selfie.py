@@ -1,6 +1,6 @@
 """Image avatar (SelfieAvatar): conditioning, generator, EMA, a fast_dev_run per experiment, reenactment."""
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 
@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from src.cli.train import train
 from src.core.outputs import Out
 from src.models.selfie.avatar_net import SelfieGenerator, ema_beta, ema_update
 from src.models.selfie.conditioning import HeadConditioner, split_conditioning
 from src.render import MeshRenderer
 from tests.helpers import CONF_DIR, compose_train, synthetic_config
-from train import train
+
+pytestmark = pytest.mark.integration  # trains the image avatar
 
 ABLATIONS = sorted(p.stem for p in (Path(CONF_DIR) / "ablation").glob("*.yaml"))
 SMALL_GENERATOR = [
@@ -142,7 +144,7 @@ def test_train_checkpoint_reenact_and_resume(subject32, tmp_path):
     assert img.shape == (2, 3, 32, 32) and img.min() >= 0 and img.max() <= 1
     sd = model.state_dict()
     assert not any(k.startswith(("mrf", "face_id_loss")) for k in sd)  # frozen nets stay out
-    from reenact import run as reenact_run
+    from src.cli.reenact import run as reenact_run
 
     for mode, extra_r in (
         ("preset", ["preset=smile", "n_frames=3"]),
@@ -191,7 +193,7 @@ def test_ablation_multirun_writes_one_comparison_table(subject32, tmp_path):
     assert all(r["num_frames"] == 2 and 3 < r["psnr"] < 60 and -1 <= r["ssim"] <= 1 for r in rows)
     table = (sweep / "comparison" / "comparison.md").read_text()
     assert table.splitlines()[0].startswith("| run | SSIM↑ | PSNR↑ | LPIPS↓ | FID↓")
-    from evaluate import run_sweep  # the same table again, from evaluate.py
+    from src.cli.evaluate import run_sweep  # the same table again, from evaluate.py
 
     cfg = compose_train([f"sweep_dir={sweep}", f"out_dir={tmp_path / 'again'}", "metrics.fid=false"],
                         output_dir=tmp_path / "again", config_name="evaluate")  # fmt: skip

@@ -16,6 +16,8 @@ import pytest
 from src.utils import signals
 from tests.workflow_helpers import REPO, offline_env, tiny_overrides
 
+pytestmark = pytest.mark.integration  # signals to training and tracking processes
+
 MARK = ["+callbacks.kill._target_=tests.kill_callback.KillAt", "+callbacks.kill.epoch=1",
         "+callbacks.kill.batch=1", "+callbacks.kill.signum=mark"]  # fmt: skip
 

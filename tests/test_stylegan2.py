@@ -1,6 +1,6 @@
 """StyleGAN2 blocks, generators and discriminator of the image avatar: shapes, loop references, gradients."""
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 

@@ -1,4 +1,4 @@
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 
 # isort: split
 # Midpoint subdivision of head models: against a loop, on ICT-FaceKit, rendered, and trained (NHA).

@@ -11,6 +11,8 @@ from src.utils.task import task_wrapper
 from src.utils.wandb_run import job_name, swept_keys
 from tests.workflow_helpers import offline_env, read_wandb_run, run_train, tiny_overrides
 
+pytestmark = pytest.mark.integration  # training runs logged to wandb offline
+
 EXPECTED_KEYS = (
     "train/loss", "train/rgb_l1", "train/silhouette",
     "val/psnr", "val/ssim", "val/lpips", "val/psnr_masked", "val/lpips_masked",

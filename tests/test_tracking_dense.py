@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.headmodel.base import HeadModelError
 from src.headmodel.dense import ICT_EMBEDDING, has_dense, load_embedding
 from src.headmodel.rotation import axis_angle_to_matrix
@@ -165,6 +165,7 @@ def test_auto_tracks_a_subject_with_facemesh_points_densely(tiny_subject, ict_mo
     assert info68["landmarks"] == "68" and info68["config_hash"] != info["config_hash"]
 
 
+@pytest.mark.integration
 def test_calibration_command_writes_a_loadable_embedding(tmp_path, ict_model):
     from src.tracking.calibrate_dense import main
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.core.layout import SubjectLayout
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.tracking import score_tracking, track_subject
@@ -72,6 +72,7 @@ def test_score_of_the_truth_is_zero(tiny_subject, ict_model, tmp_path):
     assert s["expression_mae"] == 0
 
 
+@pytest.mark.integration
 def test_cached_resumed_and_redone(tracked, ict_model, caplog):
     root, info = tracked
     again = track_subject(root, ict_model, FAST)
@@ -137,6 +138,7 @@ def test_generic_path_fits_a_flame_like_model(tmp_path):
     assert tk.residuals().mean().item() < 0.8 * before  # a smoke test: FLAME steps are slow on CPU
 
 
+@pytest.mark.integration
 def test_photometric_refinement_runs(tiny_subject, ict_model, tmp_path):
     root = tmp_path / "photo"
     shutil.copytree(tiny_subject, root)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.headmodel.dense import DenseEmbedding, load_embedding, pose_features, pose_offsets
 from src.headmodel.rotation import axis_angle_to_matrix
 from src.render import Cameras

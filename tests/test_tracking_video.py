@@ -8,13 +8,15 @@ import sys
 import numpy as np
 import pytest
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.core.layout import SubjectLayout
 from src.preprocess import preprocess_video
 from src.preprocess.clips import write_astronaut_clip, write_subject_video
 from src.preprocess.video import probe_video
 from src.tracking import attach_ground_truth, score_tracking, track_subject
 from tests.helpers import CONF_DIR, compose_train
+
+pytestmark = pytest.mark.integration  # preprocesses, tracks and trains on video clips
 
 FAST = {"steps_rigid": 100, "steps": 500, "focal": {"search_steps": [30, 120], "search_frames": 8}}
 
@@ -42,7 +44,7 @@ def test_astronaut_clip_detection_landmarks_tracking(astro_clip, ict_model, tmp_
 @pytest.mark.parametrize("experiment", ["baseline_video", "nha_video", "selfie_video"])
 def test_train_on_a_video(experiment, astro_clip, tmp_path):
     """`python train.py experiment=<...>_video data.path=clip.mp4` prepares the data once, then trains."""
-    from train import train
+    from src.cli.train import train
 
     overrides = [
         f"experiment={experiment}", f"data.path={astro_clip}", f"paths.data_dir={tmp_path / 'data'}",

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from src.cli.train import train
 from tests.helpers import CONF_DIR, TINY_GENERATOR, compose_train
-from train import train
+
+pytestmark = pytest.mark.integration  # trains and resumes through train.py
 
 CONF_ROOT = Path(CONF_DIR).parent
 
@@ -66,7 +68,7 @@ def test_wandb_offline_without_key(tiny_subject, tmp_path, monkeypatch):
 
 def test_evaluate_checkpoint(tiny_subject, tmp_path):
     """A trained checkpoint is scored on its held-out frames by evaluate.py (all metrics, real weights)."""
-    from evaluate import run
+    from src.cli.evaluate import run
 
     cfg = compose_train(
         _overrides(

@@ -338,7 +338,7 @@ class Tracker(nn.Module):
             if callback is not None:
                 callback(stage, step, total)
             if step % 10 == 0:
-                bar.set_postfix(loss=f"{float(total):.4g}", refresh=False)
+                bar.set_postfix(loss=f"{float(total.detach()):.4g}", refresh=False)
         with torch.no_grad():
             total, terms = self.loss()
         return {"total": float(total), **{k: float(v) for k, v in terms.items()}}

@@ -37,12 +37,12 @@ def _cameras(p: dict[str, np.ndarray], size: int) -> Cameras:
 
 def _to_camera(points: np.ndarray, cams: Cameras) -> np.ndarray:
     """(N,P,3) world points -> camera space (N,P,3)."""
-    return cams.transform(torch.as_tensor(np.asarray(points), dtype=torch.float32)).numpy()
+    return cams.transform(torch.tensor(np.asarray(points), dtype=torch.float32)).numpy()
 
 
 def _project(points: np.ndarray, cams: Cameras) -> np.ndarray:
     """(N,P,3) world points -> pixels (N,P,2)."""
-    return cams.project(torch.as_tensor(np.asarray(points), dtype=torch.float32)).numpy()
+    return cams.project(torch.tensor(np.asarray(points), dtype=torch.float32)).numpy()
 
 
 def _head_rot(p: dict[str, np.ndarray]) -> np.ndarray:
