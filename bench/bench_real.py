@@ -20,6 +20,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -251,6 +252,7 @@ def main() -> None:
             per_person[clip.stem] = row
             result[family] = {
                 "experiment": FAMILIES[family][0],
+                "date": datetime.date.today().isoformat(),
                 "overrides": args.extra,
                 "per_person": per_person,
                 **summarise(per_person),

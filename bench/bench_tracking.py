@@ -25,6 +25,7 @@ Writes ``bench/results/tracking_cpu.json`` and prints a table. Usage (from the r
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 import shutil
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import src  # noqa: F401
+import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 from src.core.layout import SubjectLayout
 from src.datamodules.synthetic.generate import config_hash, generate_subject
 from src.headmodel.dense import ICT_EMBEDDING, load_embedding, pose_offsets
@@ -193,6 +194,7 @@ def main() -> None:
     runs["astronaut"] = astro
 
     result = {
+        "date": datetime.date.today().isoformat(),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads_fit": 1, "platform": platform.platform(),
                     "torch": torch.__version__, "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
         "settings": {"frames": args.frames, "resolution": args.resolution, "head_model": "ICT-FaceKit light",

@@ -124,7 +124,7 @@ class Dlib68:
 
     The face box is dlib's own HOG detection that best overlaps ``hint_box``. When HOG finds no such face
     (it is a frontal detector: strong head turns), there is no result: the predictor placed on another box
-    gives a frontal-looking shape far from the face (measured: ~30 px error at 45 degrees of yaw), so the
+    gives a frontal-looking shape far from the face, so the
     caller falls back to another source for that frame and records it.
     """
 

@@ -11,7 +11,7 @@ What dlib does (``dlib/image_transforms/interpolation.h``, ``image_pyramid.h``),
    ``p/2 - (1.25, 0.75)``), then samples bilinearly, mapping the chip's corner pixels (0,0), (size-1,0),
    (0,size-1) to the rotated square's corners. Samples whose 2x2 neighbourhood leaves the source are 0.
 
-Differences that remain (measured in tests/test_pretrained_dlib.py): dlib rounds each pyramid level and
+Differences that remain (checked in tests/test_pretrained_dlib.py): dlib rounds each pyramid level and
 the chip to 8-bit integers; here everything stays float (gradients flow to the image).
 """
 

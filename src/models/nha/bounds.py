@@ -2,7 +2,7 @@
 
 A head model ends at the scalp and the neck; the person in a video has hair several centimetres above the
 scalp and shoulders that reach past the neck. One bound for every vertex either lets the face drift (large)
-or keeps the avatar bald and neck-only (small: the first version's 1 cm). The bound here grows with height
+or keeps the avatar bald and neck-only (small: 1 cm). The bound here grows with height
 above the brows on the head model's hair regions (``hair``) and with depth below the chin on every offset
 region (``body``), both measured on the template between its own landmarks and its extent, so nothing
 depends on the head model's size or units beyond metres for the bounds themselves. The result is smoothed

@@ -49,14 +49,7 @@ class HeldoutFit:
             rotations need the full rate to correct a degree of tracking error in a few dozen steps.
 
     The learning rates fall to zero along a cosine over all steps, so the fit settles instead of ending on
-    Adam's last noisy step. Measured (sixth session, the fit of the 16 held-out frames, 25 passes at lr 5e-3
-    and 128 px, or 30 at 2e-3 for the noisy start, run on trained checkpoints; PSNR of the held-out frames):
-
-    | rates (expression, rotation, translation) | synthetic, from the truth | real clip | noisy start |
-    |---|---:|---:|---:|
-    | one rate, no decay (before) | 31.00 (truth: 35.43) | 29.00 | 30.75 |
-    | lr, 0.1 lr, 0.1 lr, decay | 35.34 | 29.35 | 29.31 |
-    | lr, lr, 0.1 lr, decay (default) | 35.07 | 29.57 | 30.73 |
+    Adam's last noisy step.
     """
 
     steps: int = 0
