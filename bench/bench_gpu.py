@@ -7,7 +7,7 @@ then writes ``bench/results/gpu.json``. ``--device cpu`` runs the same on the CP
 where no GPU is lent) and writes ``bench/results/gpu_on_cpu.json``, so a CPU run never stands for a GPU
 one. Usage::
 
-    python -m bench.bench_gpu [--device cuda|cpu] [--sizes 256 512] [--skip-tests]
+    python -m bench.bench_gpu [--device cuda|cpu] [--sizes 256 512] [--repeats 3] [--warmup 1] [--skip-tests]
 """
 
 from __future__ import annotations
@@ -50,17 +50,17 @@ def _peak(device: torch.device, row: dict) -> dict:
     return row
 
 
-def run(device: torch.device, sizes: list[int], batch: int, repeats: int) -> dict:
+def run(device: torch.device, sizes: list[int], batch: int, repeats: int, warmup: int = 1) -> dict:
     """Both families' rows at each size (training at every size, render rates at the largest)."""
     mesh, image = [], []
     for size in sizes:
-        m = bench_nha.bench_size(size, batch, device, warmup=1, repeats=repeats)
+        m = bench_nha.bench_size(size, batch, device, warmup=warmup, repeats=repeats)
         mesh.append(_peak(device, {**m, "render_fps": 1000.0 / m["render_ms_per_frame"]}))
         ms = m["render_ms_per_frame"]
         print(
             f"mesh avatar {size} px: train step {m['train_step_ms']:.0f} ms, render {ms:.0f} ms", flush=True
         )
-        s = bench_selfie.bench_size(size, batch, device, 1, repeats, True, [])
+        s = bench_selfie.bench_size(size, batch, device, warmup, repeats, True, [])
         image.append(_peak(device, s))
         print(f"image avatar {size} px: train step {s['train_step_ms']:.0f} ms, frame {s['frame_ms']:.0f} ms",
               flush=True)  # fmt: skip
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
     ap.add_argument("--skip-tests", action="store_true", help="leave out pytest -m gpu")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": args.batch,
     }  # fmt: skip
     result["gpu_tests"] = None if args.skip_tests else gpu_tests(timeout_s=240)
-    result.update(run(device, args.sizes, args.batch, args.repeats))
+    result.update(run(device, args.sizes, args.batch, args.repeats, args.warmup))
+    result["repeats"], result["warmup"] = args.repeats, args.warmup
     result["seconds"] = round(time.time() - t0, 1)
     out = args.out or OUT / ("gpu.json" if device.type == "cuda" else "gpu_on_cpu.json")
     write_json_atomic(out, result)

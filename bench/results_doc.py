@@ -60,12 +60,17 @@ def record_job(kind: str, run_dir: Path, results: Path = RESULTS) -> Path:
     if not metrics.is_file():
         raise SystemExit(f"{metrics} not found: run `{JOBS[kind][1]}` first")
     scores = json.loads(metrics.read_text())
+    started = run_dir / "train" / ".hydra" / "config.yaml"  # Hydra writes it as the first step starts
+    ran = started.stat().st_mtime if started.is_file() else metrics.stat().st_mtime
     record = {
         "command": JOBS[kind][1],
-        "date": datetime.date.today().isoformat(),
+        "date": datetime.datetime.fromtimestamp(ran, datetime.UTC).date().isoformat(),
         "subject": JOBS[kind][2],
         "scores": {k: scores[k] for k, _ in SCORES if k in scores},
     }
+    if started.is_file():
+        ended = max(p.stat().st_mtime for p in run_dir.rglob("*") if p.is_file())
+        record["chain_minutes"] = round((ended - started.stat().st_mtime) / 60, 1)
     geometry = {k: v for k, v in scores.items() if k.startswith("geometry_")}
     if geometry:
         record["geometry"] = geometry
@@ -83,11 +88,26 @@ def jobs_table() -> list[str]:
         rec = _load(name)
         if rec:
             cells = " | ".join(_fmt(rec["scores"].get(k)) for k, _ in SCORES)
-            rows.append(f"| {rec['subject']} | {cells} | `{rec['command']}`, {rec['date']} |")
+            minutes = f"{rec['chain_minutes']:.1f}" if rec.get("chain_minutes") else ""
+            rows.append(f"| {rec['subject']} | {cells} | {minutes} | `{rec['command']}`, {rec['date']} |")
     if not rows:
         return []
-    head = "| job | " + " | ".join(h for _, h in SCORES) + " | made by |"
-    return [head, "|---|" + "---:|" * len(SCORES) + "---|", *rows]
+    head = "| job | " + " | ".join(h for _, h in SCORES) + " | chain min | made by |"
+    return [head, "|---|" + "---:|" * (len(SCORES) + 1) + "---|", *rows]
+
+
+def geometry_lines() -> list[str]:
+    """The yardstick's face geometry error against the ground-truth mesh (the synthetic subject only)."""
+    rec = _load(JOBS["yardstick"][0])
+    geo = (rec or {}).get("geometry")
+    if not geo:
+        return []
+    return [
+        "Face geometry of the yardstick against its ground truth: mean "
+        f"{_fmt(geo.get('geometry_mean_mm'))} mm, Hausdorff {_fmt(geo.get('geometry_hausdorff_mm'))} mm, "
+        f"after rigid alignment {_fmt(geo.get('geometry_aligned_mean_mm'))} mm.",
+        "",
+    ]
 
 
 def real_video_tables(summary_only: bool = False) -> list[str]:
@@ -225,6 +245,7 @@ def results_md() -> str:
             or ["No record yet: run `make main`, then `python -m bench.results_doc --main outputs/main`."]
         ),
         "",
+        *geometry_lines(),
         "## Real-video benchmark",
         "",
         "Four people of `$AVATAR_ASSETS/videos`, the whole chain with defaults (`make bench-real`). AKD:",

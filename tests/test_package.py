@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -9,8 +10,24 @@ import zipfile
 
 import pytest
 
+from src.utils.assets import asset_roots
 from tests.helpers import TINY_GENERATOR
 from tests.workflow_helpers import REPO
+
+
+def test_web_app_loads_no_model_code(tmp_path):
+    """The studio (web server and queue) runs the model code as processes: importing and building it loads
+    neither torch nor Lightning."""
+    code = (
+        "import sys\n"
+        "from src.app import create_app\n"
+        f"create_app({{'DATA_DIR': {str(tmp_path / 'app')!r}}})\n"
+        "heavy = ('torch', 'torchvision', 'torchmetrics', 'pytorch_lightning', 'lightning')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
 @pytest.mark.slow
@@ -53,9 +70,16 @@ def test_wheel_installs_and_entry_points_run_elsewhere(tmp_path, tiny_subject):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
 
+    # an installed package has no checkout beside it: the user points AVATAR_ASSETS at the assets
+    env = {
+        **os.environ,
+        "AVATAR_ASSETS": str(next(r for r in asset_roots() if r.is_dir())),
+        "WANDB_MODE": "offline",
+    }
+
     def run(script: str, *args: str) -> str:
         cmd = [str(venv / "bin" / script), *args]
-        proc = subprocess.run(cmd, cwd=elsewhere, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(cmd, cwd=elsewhere, capture_output=True, text=True, timeout=300, env=env)
         assert proc.returncode == 0, (script, proc.stderr[-3000:])
         return proc.stdout
 

@@ -41,7 +41,9 @@ class AvatarForm(FlaskForm):
             ]
         ),
     )
-    quality = SelectField("Training length", choices=_choices((q, q) for q in QUALITY["mesh"]), default="standard")
+    quality = SelectField(
+        "Training length", choices=_choices((q, q) for q in QUALITY["mesh"]), default="standard"
+    )
     n_identity = IntegerField("Identity shapes", default=100, validators=[NumberRange(1, 100)])
     texture_size = SelectField(
         "Texture size (mesh export)",

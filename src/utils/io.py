@@ -7,11 +7,13 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # the web app writes files with this module and loads no torch
+    import torch
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

@@ -2,204 +2,93 @@
 
 Each group file names its schema first in its defaults list (``- /schema/model/nha@_here_``), so Hydra
 merges the YAML into the dataclass while it composes: a key the schema lacks, in the group file, an
-experiment or a command-line ``+`` override, fails at compose time with its name and the schema's
-class, instead of being ignored or failing deep inside a constructor. The schemas hold no values (every
-leaf is ``MISSING`` and typed ``Any``): the values are written once, in the YAML. Nodes of named entries
-(``stages``, learning rates, loss weights) are open dicts whose names the model checks itself.
+experiment or a command-line override, fails at compose time with its name and the schema's class,
+instead of being ignored or failing deep inside a constructor (``+key=value`` still forces a new key).
+The schemas hold no values: every leaf is ``MISSING`` and typed ``Any`` (Hydra's own type checks would
+reject interpolations and nulls the configs use), and the values are written once, in the YAML. Nodes of
+named entries (``stages``, learning rates, loss weights) are open dicts whose names the model checks.
 Registered in Hydra's ConfigStore when :mod:`src.utils.confdir` is imported (every entry point does).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field, make_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-
-def _missing() -> Any:
-    return field(default=MISSING)
+OPEN = dict[str, Any]  # a node of named entries (its names are checked by the code that reads it)
 
 
-# ----- preprocess (conf/preprocess/default.yaml) -----
-@dataclass
-class DetectorSchema:
-    model_selection: Any = _missing()
-    min_confidence: Any = _missing()
-    max_side: Any = _missing()
+def schema(name: str, keys: str, **nodes: Any) -> type:
+    """A dataclass whose fields are ``keys`` (space-separated; each ``MISSING``, typed ``Any``) and ``nodes``.
+
+    Args:
+        name: the class name (Hydra's error messages show it).
+        keys: the leaf keys.
+        **nodes: key -> a nested schema class, :data:`OPEN`, ``dict[str, <schema>]`` (named entries of one
+            schema), or ``None`` (a leaf whose default is null, for a key the YAML may leave out).
+    """
+    fields: list[tuple[str, Any, Any]] = [(k, Any, field(default=MISSING)) for k in keys.split()]
+    for key, node in nodes.items():
+        if node is None:
+            fields.append((key, Any, field(default=None)))
+        elif isinstance(node, type):
+            fields.append((key, node, field(default_factory=node)))
+        else:  # OPEN or dict[str, schema]
+            fields.append((key, node, field(default_factory=dict)))
+    return make_dataclass(name, fields)
 
 
-@dataclass
-class CropSchema:
-    scale: Any = _missing()
-    shift_y: Any = _missing()
-    min_scale: Any = _missing()
-    smooth_window: Any = _missing()
-    pad_mode: Any = _missing()
+_DATA = "_target_ _recursive_ root headmodel batch_size num_workers val_frames test_frames params_source"
+_MODEL = "_target_ _recursive_ headmodel renderer loss metrics"
 
-
-@dataclass
-class PreprocessSchema:
-    resolution: Any = _missing()
-    max_fps: Any = _missing()
-    max_frames: Any = _missing()
-    start_s: Any = _missing()
-    max_seconds: Any = _missing()
-    allow_truncated: Any = _missing()
-    min_frames: Any = _missing()
-    min_face_size: Any = _missing()
-    multi_face_ratio: Any = _missing()
-    detector: DetectorSchema = field(default_factory=DetectorSchema)
-    crop: CropSchema = field(default_factory=CropSchema)
-    landmarks68: Any = _missing()
-    fan_weights: Any = _missing()
-    dlib_upsample: Any = _missing()
-    landmarks68_max_disagreement: Any = _missing()
-    segmentation: Any = _missing()
-    face_parts: Any = _missing()
-    normals: Any = _missing()
-    background: Any = _missing()
-    background_holdout: Any = _missing()
-    occlusion: Any = _missing()
-    keep_work: Any = _missing()
-
-
-# ----- data (conf/data/*.yaml) -----
-@dataclass
-class _DataSchema:
-    _target_: str = MISSING
-    _recursive_: bool = False
-    root: Any = _missing()
-    headmodel: Any = _missing()
-    batch_size: Any = _missing()
-    num_workers: Any = _missing()
-    val_frames: Any = _missing()
-    test_frames: Any = _missing()
-    params_source: Any = _missing()
-
-
-@dataclass
-class SubjectDataSchema(_DataSchema):
-    generator: Any = _missing()
-
-
-@dataclass
-class SyntheticDataSchema(_DataSchema):
-    generator: Any = _missing()  # conf/synthetic/default.yaml
-
-
-@dataclass
-class VideoDataSchema(_DataSchema):
-    path: Any = _missing()
-    cache_dir: Any = _missing()
-    preprocess: PreprocessSchema = field(default_factory=PreprocessSchema)
-    tracking: Any = _missing()  # conf/tracking/default.yaml
-    epoch_steps: Any = _missing()
-
-
-# ----- model (conf/model/*.yaml) -----
-@dataclass
-class _ModelSchema:
-    _target_: str = MISSING
-    _recursive_: bool = False
-    headmodel: Any = _missing()
-    renderer: Any = _missing()
-    loss: Any = _missing()
-    metrics: Any = _missing()
-
-
-@dataclass
-class NHANetSchema:
-    hidden_regions: Any = _missing()
-    offset_regions: Any = _missing()
-    geometry: Any = _missing()
-    texture: Any = _missing()
-    mapping: Any = _missing()
-    uv_embedding: Any = _missing()
-    pos_freqs: Any = _missing()
-    background_size: Any = _missing()
-    background_residual: Any = _missing()
-    offset_bounds: Any = _missing()
-    neck: Any = _missing()
-
-
-@dataclass
-class StageSchema:
-    steps: Any = _missing()
-    lr: dict[str, Any] = field(default_factory=dict)  # parameter group -> learning rate
-    loss: dict[str, Any] = field(default_factory=dict)  # loss term -> weight
-    resolution: Any = None
-    supersample: Any = None
-
-
-@dataclass
-class InitNoiseSchema:
-    identity: Any = _missing()
-    expression: Any = _missing()
-    rotation_deg: Any = _missing()
-    translation_m: Any = _missing()
-
-
-@dataclass
-class HeldoutFitSchema:
-    steps: Any = _missing()
-    lr: Any = _missing()
-    batch_size: Any = _missing()
-    weights: dict[str, Any] = field(default_factory=dict)
-    resolution: Any = _missing()
-    supersample: Any = _missing()
-    tol: Any = _missing()
-    rotation_lr_scale: Any = _missing()
-    translation_lr_scale: Any = _missing()
-
-
-@dataclass
-class NHAModelSchema(_ModelSchema):
-    net: NHANetSchema = field(default_factory=NHANetSchema)
-    stages: dict[str, StageSchema] = field(default_factory=dict)
-    frozen: Any = _missing()
-    init_noise: InitNoiseSchema = field(default_factory=InitNoiseSchema)
-    heldout_fit: HeldoutFitSchema = field(default_factory=HeldoutFitSchema)
-    supersample: Any = _missing()
-    sigma: Any = _missing()
-    background: Any = _missing()
-    seed: Any = _missing()
-    optimizer: Any = _missing()
-
-
-@dataclass
-class GeneratorSchema:
-    size: Any = _missing()
-    style_dim: Any = _missing()
-    face: Any = _missing()
-    background: Any = _missing()
-    style: Any = _missing()
-
-
-@dataclass
-class SelfieModelSchema(_ModelSchema):
-    hidden_regions: Any = _missing()
-    generator: GeneratorSchema = field(default_factory=GeneratorSchema)
-    discriminator: Any = _missing()
-    optimizer_g: Any = _missing()
-    optimizer_d: Any = _missing()
-    r1: Any = _missing()
-    ema: Any = _missing()
-    d_condition: Any = _missing()
-    adv_start_epoch: Any = _missing()
-    cache_conditioning: Any = _missing()
-    seed: Any = _missing()
-
-
-@dataclass
-class VertexColorModelSchema(_ModelSchema):
-    hidden_regions: Any = _missing()
-    background_size: Any = _missing()
-    sigma: Any = _missing()
-    optimizer: Any = _missing()
-    scheduler: Any = _missing()
-
+DetectorSchema = schema("DetectorSchema", "model_selection min_confidence max_side")
+CropSchema = schema("CropSchema", "scale shift_y min_scale smooth_window pad_mode")
+PreprocessSchema = schema(
+    "PreprocessSchema",
+    "resolution max_fps max_frames start_s max_seconds allow_truncated min_frames min_face_size "
+    "multi_face_ratio landmarks68 fan_weights dlib_upsample landmarks68_max_disagreement segmentation "
+    "face_parts normals background background_holdout occlusion keep_work",
+    detector=DetectorSchema,
+    crop=CropSchema,
+)
+SubjectDataSchema = schema("SubjectDataSchema", f"{_DATA} generator")
+SyntheticDataSchema = schema("SyntheticDataSchema", f"{_DATA} generator")
+VideoDataSchema = schema(
+    "VideoDataSchema", f"{_DATA} path cache_dir tracking epoch_steps", preprocess=PreprocessSchema
+)
+NHANetSchema = schema(
+    "NHANetSchema",
+    "hidden_regions offset_regions geometry texture mapping uv_embedding pos_freqs background_size "
+    "background_residual offset_bounds neck",
+)
+StageSchema = schema("StageSchema", "steps", lr=OPEN, loss=OPEN, resolution=None, supersample=None)
+InitNoiseSchema = schema("InitNoiseSchema", "identity expression rotation_deg translation_m")
+HeldoutFitSchema = schema(
+    "HeldoutFitSchema",
+    "steps lr batch_size resolution supersample tol rotation_lr_scale translation_lr_scale",
+    weights=OPEN,
+)
+NHAModelSchema = schema(
+    "NHAModelSchema",
+    f"{_MODEL} frozen supersample sigma background seed optimizer",
+    net=NHANetSchema,
+    stages=dict[str, StageSchema],
+    init_noise=InitNoiseSchema,
+    heldout_fit=HeldoutFitSchema,
+)
+GeneratorSchema = schema("GeneratorSchema", "size style_dim face background style")
+SelfieModelSchema = schema(
+    "SelfieModelSchema",
+    f"{_MODEL} hidden_regions discriminator optimizer_g optimizer_d r1 ema d_condition adv_start_epoch "
+    "cache_conditioning seed",
+    generator=GeneratorSchema,
+)
+VertexColorModelSchema = schema(
+    "VertexColorModelSchema", f"{_MODEL} hidden_regions background_size sigma optimizer scheduler"
+)
 
 SCHEMAS: dict[str, type] = {
     "preprocess/default": PreprocessSchema,
