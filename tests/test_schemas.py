@@ -86,6 +86,16 @@ def test_schemas_hold_no_values_only_keys():
         assert written == declared, (name, written ^ declared)
 
 
+@pytest.mark.parametrize("experiment", ["nha_video", "selfie_video", "baseline_video"])
+def test_composed_configs_pickle(tmp_path, experiment):
+    """Lightning pickles the model's hyper-parameters: nodes typed by a schema must survive it."""
+    import pickle
+
+    cfg = compose_train([f"experiment={experiment}", "data.path=x.mp4"], output_dir=tmp_path)
+    for node in (cfg.model, cfg.data):
+        assert pickle.loads(pickle.dumps(node)) == node
+
+
 def test_background_plate_holdout_follows_the_test_frames(tmp_path):
     cfg = compose_train(
         ["experiment=nha_video", "data.path=x.mp4", "data.test_frames=10"], output_dir=tmp_path

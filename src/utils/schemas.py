@@ -38,7 +38,9 @@ def schema(name: str, keys: str, **nodes: Any) -> type:
             fields.append((key, node, field(default_factory=node)))
         else:  # OPEN or dict[str, schema]
             fields.append((key, node, field(default_factory=dict)))
-    return make_dataclass(name, fields)
+    cls = make_dataclass(name, fields)
+    cls.__module__ = __name__  # pickle (Lightning's hparams, checkpoints) finds it here by its name
+    return cls
 
 
 _DATA = "_target_ _recursive_ root headmodel batch_size num_workers val_frames test_frames params_source"
