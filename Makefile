@@ -93,21 +93,23 @@ clean:
 # frames, reenact a smile and an orbit, export the mesh. Results land in $(MAIN)/:
 #   make main [VIDEO=me.mp4] [MAIN=outputs/me]
 MAIN ?= outputs/main
-CKPT = $(MAIN)/train/checkpoints/last.ckpt
 main:
 	$(PY) train.py experiment=nha_video data.path=$(VIDEO) hydra.run.dir=$(MAIN)/train callbacks.rich_progress_bar=null
-	$(PY) evaluate.py ckpt_path=$(CKPT) out_dir=$(MAIN)/eval hydra.run.dir=$(MAIN)/eval
-	$(PY) reenact.py ckpt_path=$(CKPT) mode=preset preset=smile out_dir=$(MAIN)/reenact hydra.run.dir=$(MAIN)/reenact progress=false
-	$(PY) reenact.py ckpt_path=$(CKPT) mode=orbit out_dir=$(MAIN)/orbit hydra.run.dir=$(MAIN)/orbit progress=false
-	$(PY) -m src.export ckpt_path=$(CKPT) out_dir=$(MAIN)/export hydra.run.dir=$(MAIN)/export
+	$(call after_training,$(MAIN))
+	$(PY) reenact.py ckpt_path=$(MAIN)/train/checkpoints/last.ckpt mode=orbit out_dir=$(MAIN)/orbit hydra.run.dir=$(MAIN)/orbit progress=false
 
 # The synthetic yardstick (ground truth known): the same chain on the embedded synthetic subject.
 YARD ?= outputs/yardstick
 yardstick:
 	$(PY) train.py experiment=nha_synthetic hydra.run.dir=$(YARD)/train
-	$(PY) evaluate.py ckpt_path=$(YARD)/train/checkpoints/last.ckpt out_dir=$(YARD)/eval hydra.run.dir=$(YARD)/eval
-	$(PY) reenact.py ckpt_path=$(YARD)/train/checkpoints/last.ckpt mode=preset preset=smile out_dir=$(YARD)/reenact hydra.run.dir=$(YARD)/reenact progress=false
-	$(PY) -m src.export ckpt_path=$(YARD)/train/checkpoints/last.ckpt out_dir=$(YARD)/export hydra.run.dir=$(YARD)/export
+	$(call after_training,$(YARD))
+
+# The steps after training of a job folder $(1): score the held-out frames, reenact a smile, export the mesh.
+define after_training
+	$(PY) evaluate.py ckpt_path=$(1)/train/checkpoints/last.ckpt out_dir=$(1)/eval hydra.run.dir=$(1)/eval
+	$(PY) reenact.py ckpt_path=$(1)/train/checkpoints/last.ckpt mode=preset preset=smile out_dir=$(1)/reenact hydra.run.dir=$(1)/reenact progress=false
+	$(PY) -m src.export ckpt_path=$(1)/train/checkpoints/last.ckpt out_dir=$(1)/export hydra.run.dir=$(1)/export
+endef
 
 # docs/results.md and the README's results table, from bench/results/*.json (and the runs above when given)
 results:

@@ -27,7 +27,7 @@ import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 import torch
 
 from bench import bench_nha, bench_selfie
-from bench.bench_render import write_json_atomic
+from src.utils.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results"
@@ -43,25 +43,18 @@ def gpu_tests(timeout_s: int) -> dict:
     return {"returncode": proc.returncode, "summary": tail, "seconds": round(time.time() - t0, 1), **counts}
 
 
-def _peak(device: torch.device, row: dict) -> dict:
-    row = dict(row)
-    if device.type != "cuda":
-        row.setdefault("peak_mem_mb", None)  # CPU rows keep their max RSS instead
-    return row
-
-
 def run(device: torch.device, sizes: list[int], batch: int, repeats: int, warmup: int = 1) -> dict:
-    """Both families' rows at each size (training at every size, render rates at the largest)."""
+    """Both families' rows at each size: training step, render rate, peak GPU memory (CPU: max RSS)."""
     mesh, image = [], []
     for size in sizes:
         m = bench_nha.bench_size(size, batch, device, warmup=warmup, repeats=repeats)
-        mesh.append(_peak(device, {**m, "render_fps": 1000.0 / m["render_ms_per_frame"]}))
+        mesh.append({**m, "render_fps": 1000.0 / m["render_ms_per_frame"]})
         ms = m["render_ms_per_frame"]
         print(
             f"mesh avatar {size} px: train step {m['train_step_ms']:.0f} ms, render {ms:.0f} ms", flush=True
         )
         s = bench_selfie.bench_size(size, batch, device, warmup, repeats, True, [])
-        image.append(_peak(device, s))
+        image.append(s)
         print(f"image avatar {size} px: train step {s['train_step_ms']:.0f} ms, frame {s['frame_ms']:.0f} ms",
               flush=True)  # fmt: skip
     return {"mesh": mesh, "image": image}
@@ -103,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     result["repeats"], result["warmup"] = args.repeats, args.warmup
     result["seconds"] = round(time.time() - t0, 1)
     out = args.out or OUT / ("gpu.json" if device.type == "cuda" else "gpu_on_cpu.json")
-    write_json_atomic(out, result)
+    write_json(out, result)
     print(table(result))
     print(f"written {out} ({result['seconds']} s)")
     failed = result["gpu_tests"] and result["gpu_tests"]["returncode"] not in (0, 5)  # 5: none collected

@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from src.utils.io import atomic_write, write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "results.md"
@@ -74,11 +76,7 @@ def record_job(kind: str, run_dir: Path, results: Path = RESULTS) -> Path:
     geometry = {k: v for k, v in scores.items() if k.startswith("geometry_")}
     if geometry:
         record["geometry"] = geometry
-    path = results / JOBS[kind][0]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(results / JOBS[kind][0], record)
 
 
 def jobs_table() -> list[str]:
@@ -265,7 +263,8 @@ def results_md() -> str:
 
 def readme_block() -> str:
     """The README's table: the main job, then each family's mean and worst over the four people."""
-    lines = [*jobs_table(), ""] if jobs_table() else []
+    jobs = jobs_table()
+    lines = [*jobs, ""] if jobs else []
     lines += real_video_tables(summary_only=True)
     return "\n".join([BEGIN, *lines, "All tables: [docs/results.md](docs/results.md).", END])
 
@@ -295,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{p.relative_to(ROOT)} is out of date: run python -m bench.results_doc", file=sys.stderr)
         return 1 if stale else 0
     for p, t in want.items():
-        p.write_text(t)
+        atomic_write(p, lambda tmp, t=t: tmp.write_text(t))
     print("written: " + ", ".join(str(p.relative_to(ROOT)) for p in want))
     return 0
 
