@@ -19,8 +19,8 @@ pytestmark = pytest.mark.integration  # the studio's worker processes, killed an
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_worker(data_dir: Path, log: Path) -> subprocess.Popen:
-    """``python -m src.app worker`` on the test app's folder (same settings as the test app)."""
+def start_worker(data_dir: Path, log: Path, command: tuple[str, ...] = ("worker",)) -> subprocess.Popen:
+    """``python -m src.app worker`` (or ``command``) on the test app's folder (the test app's settings)."""
     env = {
         **os.environ,
         "AVATAR_APP_DATA_DIR": str(data_dir),
@@ -31,7 +31,7 @@ def start_worker(data_dir: Path, log: Path) -> subprocess.Popen:
         "AVATAR_APP_ORBIT_FRAMES": "4",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "src.app", "worker"],
+        [sys.executable, "-m", "src.app", *command],
         cwd=ROOT,
         env=env,
         stdout=open(log, "ab"),
@@ -210,3 +210,61 @@ def test_cancel_queued_and_running_jobs(tmp_path):
     assert job.status == "cancelled" and job.error == "cancelled by the user"
     assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
     assert job_of(app, queued_id).status == "cancelled"  # never started
+
+
+def _beats(app) -> list[tuple[str, int]]:
+    from src.app.extensions import db
+    from src.app.models import WorkerBeat
+
+    with app.app_context():
+        return [(b.id, b.pid) for b in db.session.scalars(db.select(WorkerBeat)).all()]
+
+
+def test_supervised_worker_comes_back_and_the_job_never_overlaps(tmp_path):
+    """``python -m src.app`` (web + supervised worker): kill -9 of the worker mid-step. A new worker is
+    online within 10 s without anyone starting it, the orphaned step died with its worker, and the job's
+    next attempt starts only after the old process is gone (checked by pids), then finishes."""
+    import socket
+
+    from src.app.procs import pid_alive
+
+    app = make_app(tmp_path)
+    assert upload(login(app, "alice"), VIDEOS / "single_face.mp4").status_code == 302
+    job_id = last_job(app, "preprocess").id
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = start_worker(tmp_path, tmp_path / "run.log", ("run", "--port", str(port)))
+    try:
+        job = wait_for(
+            lambda: (j := job_of(app, job_id)).progress_dict.get("step") == "tracking" and j.pid and j,
+            600,
+            "tracking",
+        )
+        old_step_pid = job.pid
+        (old_worker,) = _beats(app)
+        time.sleep(1.0)
+        os.kill(old_worker[1], signal.SIGKILL)
+        killed = time.time()
+        new = wait_for(lambda: [b for b in _beats(app) if b[1] != old_worker[1]], 10, "a new worker")
+        assert time.time() - killed < 10 and pid_alive(new[0][1])
+        assert server.poll() is None  # the web app kept serving
+        wait_for(lambda: not pid_alive(old_step_pid), 5, "the orphaned step to die with its worker")
+        seen_pids = set()
+
+        def finished():
+            j = job_of(app, job_id)
+            if j.pid and j.pid != old_step_pid:
+                seen_pids.add(j.pid)
+                assert not pid_alive(old_step_pid)  # never two attempts at once
+            return j.finished and j
+
+        job = wait_for(finished, 600, "the job to finish")
+    finally:
+        server.terminate()
+        server.wait(60)
+    assert job.status == "done", (job.error, job.log_tail)
+    assert job.attempts == 2 and "interrupted by a server restart" in job.note
+    log = (tmp_path / "users" / job.user_id / "jobs" / job.id / "job.log").read_text()
+    assert log.count("--- step tracking") == 2
+    assert not _beats(app)  # the worker signed off when the app stopped

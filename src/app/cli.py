@@ -8,28 +8,14 @@ from __future__ import annotations
 
 import logging
 import signal
-import subprocess
 import sys
 
 import click
 from flask import Flask
-from sqlalchemy import select
 
+from src.app.accounts import create_user
 from src.app.extensions import db
-from src.app.models import User
-
-
-def create_user(username: str, password: str) -> User:
-    """Add a user with a hashed password; ValueError if the name is taken or the password too short."""
-    if len(password) < 8:
-        raise ValueError("the password needs at least 8 characters")
-    if db.session.scalar(select(User).where(User.username == username)) is not None:
-        raise ValueError(f"user {username!r} exists already; choose another name")
-    user = User(username=username)
-    user.set_password(password)
-    db.session.add(user)
-    db.session.commit()
-    return user
+from src.app.supervise import Supervisor
 
 
 def serve(app: Flask, host: str, port: int, threads: int = 8) -> None:
@@ -79,11 +65,11 @@ def register_cli(app: Flask) -> None:
     @click.option("--host", default=None, help="bind address (default 127.0.0.1: this machine only)")
     @click.option("--port", default=None, type=int)
     def run_cmd(host: str | None, port: int | None) -> None:
-        """Web app and one worker process together (the embedded setup)."""
-        worker = subprocess.Popen([sys.executable, "-m", "src.app", "worker"])
+        """Web app and a supervised worker together (the embedded setup; a dead worker is restarted)."""
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s app %(levelname)s %(message)s")
+        supervisor = Supervisor().start()
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the worker too (finally below)
         try:
             serve(app, host or app.config["HOST"], port or app.config["PORT"])
         finally:
-            worker.terminate()  # it stops its running step and requeues the job
-            worker.wait(60)
+            supervisor.stop()  # the worker stops its running step and requeues the job

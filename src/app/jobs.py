@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from src.app.extensions import db
-from src.app.models import Job, JSONText, utcnow
+from src.app.models import Job, JSONText, WorkerBeat, utcnow
+from src.app.procs import local_worker_dead, stop_group
 from src.app.storage import job_dir
 
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception)): (.+)$")
@@ -23,8 +22,27 @@ _HYDRA_LINE = re.compile(
 )
 
 
+class QueueFullError(Exception):
+    """The user has ``QUEUE_PER_USER`` jobs waiting already."""
+
+
+def ensure_room(user_id: str) -> None:
+    """QueueFullError if ``user_id`` has ``QUEUE_PER_USER`` jobs queued (not yet started) already."""
+    cap = int(current_app.config["QUEUE_PER_USER"])
+    waiting = db.session.scalar(
+        select(func.count()).select_from(Job).where(Job.user_id == user_id, Job.status == "queued")
+    )
+    if waiting >= cap:
+        raise QueueFullError(f"you have {waiting} jobs waiting already; wait for one to start or cancel one")
+
+
 def enqueue(user_id: str, kind: str, params: dict[str, Any], priority: int = 0, **links: str | None) -> Job:
-    """Create a queued job (and its folder) for ``user_id``; ``links``: upload_id / avatar_id."""
+    """Create a queued job (and its folder) for ``user_id``; ``links``: upload_id / avatar_id.
+
+    Raises:
+        QueueFullError: the user has ``QUEUE_PER_USER`` jobs queued (not yet started) already.
+    """
+    ensure_room(user_id)
     job = Job(
         user_id=user_id, kind=kind, params=JSONText.dump(params), priority=priority, seq=time.time(), **links
     )
@@ -35,15 +53,46 @@ def enqueue(user_id: str, kind: str, params: dict[str, Any], priority: int = 0, 
     return job
 
 
+def next_job_id() -> str | None:
+    """The queued job to run next: highest priority first, then round-robin between users.
+
+    Among the users with a job at that priority, the one with the fewest running jobs goes first, then the
+    one whose last job started longest ago, so one user's ten queued renders do not hold back another
+    user's job; each user's own jobs run in the order they were queued.
+    """
+    queued = db.session.execute(
+        select(Job.id, Job.user_id, Job.priority, Job.seq).where(Job.status == "queued")
+    ).all()
+    if not queued:
+        return None
+    top = max(q.priority for q in queued)
+    users = {q.user_id for q in queued if q.priority == top}
+    running = dict(
+        db.session.execute(
+            select(Job.user_id, func.count())
+            .where(Job.status == "running", Job.user_id.in_(users))
+            .group_by(Job.user_id)
+        ).all()
+    )
+    last = dict(
+        db.session.execute(
+            select(Job.user_id, func.max(Job.started_at))
+            .where(Job.user_id.in_(users), Job.started_at.is_not(None))
+            .group_by(Job.user_id)
+        ).all()
+    )
+    never = datetime.min
+
+    def order(q) -> tuple:
+        return (running.get(q.user_id, 0), last.get(q.user_id) or never, q.seq, q.id)
+
+    return min((q for q in queued if q.priority == top), key=order).id
+
+
 def claim_next(worker_id: str) -> Job | None:
-    """Atomically move the first queued job (priority, then enqueue order) to ``running`` for this worker."""
+    """Atomically move the next queued job (:func:`next_job_id`) to ``running`` for this worker."""
     while True:
-        job_id = db.session.scalar(
-            select(Job.id)
-            .where(Job.status == "queued")
-            .order_by(Job.priority.desc(), Job.seq, Job.id)
-            .limit(1)
-        )
+        job_id = next_job_id()
         if job_id is None:
             return None
         now = utcnow()
@@ -87,8 +136,13 @@ def error_line(log_text: str) -> str | None:
     return " ".join(hydra[-2:]) if hydra else None
 
 
-def _kill_orphan(job: Job) -> None:
-    """Stop the entry point a dead worker left running (only if it is still this job's process)."""
+def _stop_orphan(job: Job) -> None:
+    """Stop the entry point a dead worker left running and wait until it is gone (if it is this job's).
+
+    Children started through :mod:`src.utils.launch` die with their worker already; this covers a worker
+    on another host's clock or a platform without the parent-death signal. The next attempt starts only
+    after the old process group has no live process left, so two attempts never share the run folder.
+    """
     if not job.pid:
         return
     try:
@@ -96,12 +150,14 @@ def _kill_orphan(job: Job) -> None:
     except OSError:
         return
     if job.id in cmdline:
-        with contextlib.suppress(OSError):
-            os.killpg(job.pid, 15)
+        stop_group(job.pid)
 
 
 def recover_stale(stale_s: float | None = None) -> list[Job]:
-    """Jobs left ``running`` by a worker that stopped (no heartbeat for ``STALE_S``): requeue or fail.
+    """Jobs left ``running`` by a worker that stopped: requeue or fail them.
+
+    A worker has stopped when its job has had no heartbeat for ``STALE_S``, or at once when the worker
+    ran on this host and its process is gone (a worker restarted after ``kill -9`` recovers right away).
 
     A training job with a ``last.ckpt`` is queued again and resumes from it; one without a checkpoint is
     marked failed with the reason. Preprocessing resumes from its own cache, renders restart; after
@@ -113,11 +169,14 @@ def recover_stale(stale_s: float | None = None) -> list[Job]:
     cfg = current_app.config
     stale_s = cfg["STALE_S"] if stale_s is None else stale_s
     limit = utcnow() - timedelta(seconds=stale_s)
-    stale = db.session.scalars(
-        select(Job).where(Job.status == "running", (Job.heartbeat_at < limit) | (Job.heartbeat_at.is_(None)))
-    ).all()
+    running = db.session.scalars(select(Job).where(Job.status == "running")).all()
+    stale = [
+        j
+        for j in running
+        if j.heartbeat_at is None or j.heartbeat_at < limit or local_worker_dead(j.worker_id)
+    ]
     for job in stale:
-        _kill_orphan(job)
+        _stop_orphan(job)
         ckpt = job_dir(job.user_id, job.id) / "run" / "checkpoints" / "last.ckpt"
         reason = "interrupted by a server restart"
         if job.cancel_requested:
@@ -144,3 +203,11 @@ def recover_stale(stale_s: float | None = None) -> list[Job]:
         job.worker_id, job.pid = None, None
     db.session.commit()
     return list(stale)
+
+
+def worker_online() -> bool:
+    """Whether a worker has beaten its heartbeat within ``STALE_S``."""
+    limit = utcnow() - timedelta(seconds=current_app.config["STALE_S"])
+    return (
+        db.session.scalar(select(WorkerBeat.id).where(WorkerBeat.heartbeat_at >= limit).limit(1)) is not None
+    )

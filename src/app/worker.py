@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,18 @@ from omegaconf import OmegaConf
 
 from src.app import jobs
 from src.app.extensions import db
-from src.app.models import Job, JSONText, utcnow
+from src.app.models import Job, JSONText, WorkerBeat, utcnow
 from src.app.pipeline import job_steps
+from src.app.procs import local_worker_dead
+from src.app.redact import redact, user_error
 from src.app.steps import CALLS
 from src.app.storage import job_dir
 from src.utils import confdir  # noqa: F401  (registers the config resolvers, e.g. ${stage_steps:...})
+from src.utils.launch import launch_argv
 
 log = logging.getLogger(__name__)
 TAIL_BYTES = 6000
+STOPPED_NOTE = "the server was stopped while this job ran; it continues when the server is back"
 
 
 def read_tail(path: Path, n: int = TAIL_BYTES) -> str:
@@ -119,10 +124,13 @@ class Worker:
     def run_forever(self) -> None:
         """Recover interrupted jobs, then keep up to ``WORKER_SLOTS`` jobs running until :attr:`stop`."""
         cfg = self.app.config
-        last_recover = 0.0
+        last_recover = last_beat = 0.0
         while not self.stop.is_set():
             self.threads = {k: t for k, t in self.threads.items() if t.is_alive()}
             with self.app.app_context():
+                if time.time() - last_beat > cfg["HEARTBEAT_S"]:
+                    self.beat()
+                    last_beat = time.time()
                 if time.time() - last_recover > cfg["STALE_S"] / 2:
                     for job in jobs.recover_stale():
                         log.warning(
@@ -139,6 +147,24 @@ class Worker:
             self.stop.wait(cfg["WORKER_POLL_S"])
         for t in self.threads.values():
             t.join()
+        with self.app.app_context():
+            db.session.execute(db.delete(WorkerBeat).where(WorkerBeat.id == self.id))
+            db.session.commit()
+
+    def beat(self) -> None:
+        """Record that this worker is online (and forget workers silent for ten times ``STALE_S``)."""
+        now = utcnow()
+        row = db.session.get(WorkerBeat, self.id)
+        if row is None:
+            row = WorkerBeat(id=self.id, host=socket.gethostname(), pid=os.getpid(), started_at=now)
+            db.session.add(row)
+        row.heartbeat_at = now
+        old = now - timedelta(seconds=10 * self.app.config["STALE_S"])
+        db.session.execute(db.delete(WorkerBeat).where(WorkerBeat.heartbeat_at < old))
+        for other in db.session.scalars(db.select(WorkerBeat).where(WorkerBeat.id != self.id)).all():
+            if local_worker_dead(other.id):  # a worker of this host that was killed
+                db.session.delete(other)
+        db.session.commit()
 
     def run_once(self) -> str | None:
         """Claim and run one queued job in this thread; its id, or None if the queue is empty (tests)."""
@@ -160,16 +186,19 @@ class Worker:
                 fh.write(f"=== {utcnow().isoformat()} worker {self.id}, attempt {job.attempts}\n")
             try:
                 status, error = self._steps(job, jdir, logfile)
-            except Exception as e:  # a bug or a broken file in an in-process step: keep the job's record
+            except Exception:  # a bug or a broken file in an in-process step: keep the job's record
                 with open(logfile, "a") as fh:
                     fh.write(traceback.format_exc())
-                status, error = "failed", f"{type(e).__name__}: {e}"
+                status, error = "failed", "an internal error stopped this job; the operator can read its log"
             db.session.refresh(job)
-            job.status, job.error, job.log_tail, job.pid = status, error, read_tail(logfile), None
+            job.status, job.error, job.pid = status, user_error(error), None
+            job.log_tail = redact(read_tail(logfile))
             if status == "queued":
-                job.worker_id, job.note = None, "the worker was stopped; the job resumes on its next start"
+                job.worker_id, job.note = None, STOPPED_NOTE
             else:
                 job.finished_at = utcnow()
+                if job.note == STOPPED_NOTE:
+                    job.note = None  # it did resume: the note is history
             db.session.commit()
             log.info("job %s (%s): %s %s", job.id, job.kind, status, error or "")
 
@@ -209,7 +238,7 @@ class Worker:
             fh.write(f"--- step {step['name']}: {' '.join(step['argv'][1:])}\n")
             fh.flush()
             proc = subprocess.Popen(
-                step["argv"],
+                launch_argv(step["argv"], python=step["argv"][0]),  # dies with this worker
                 cwd=cfg["PROJECT_ROOT"],
                 stdout=fh,
                 stderr=subprocess.STDOUT,
@@ -235,7 +264,7 @@ class Worker:
             if step["name"] == "train":
                 progress.update(training_progress(job.params_dict, jdir, started))
                 job.progress = JSONText.dump(progress)
-            job.heartbeat_at, job.log_tail = utcnow(), read_tail(logfile)
+            job.heartbeat_at, job.log_tail = utcnow(), redact(read_tail(logfile))
             db.session.commit()
         if step["name"] == "train":
             progress.update(training_progress(job.params_dict, jdir, started))
