@@ -7,6 +7,7 @@ PY ?= python
 install:
 	$(PY) -m pip install -e ".[app,cluster,dev]"
 	$(PY) -m pip install --no-deps $$($(PY) scripts/no_deps.py)
+	$(PY) scripts/vendor_viewer.py
 
 test:
 	$(PY) -m pytest -m "not slow and not gpu and not slurm" -q

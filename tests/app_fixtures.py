@@ -49,7 +49,7 @@ def app_settings(tmp: Path, **extra: Any) -> dict[str, Any]:
 def make_app(tmp: Path, users: tuple[str, ...] = ("alice", "bob"), **extra: Any):
     """A fresh app (migrated database) with ``users`` created through the CLI command's function."""
     from src.app import create_app
-    from src.app.cli import create_user
+    from src.app.accounts import create_user
 
     app = create_app(app_settings(tmp, **extra))
     with app.app_context():

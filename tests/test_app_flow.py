@@ -57,6 +57,10 @@ def test_training_results_and_downloads(flow):  # noqa: F811
     z = zipfile.ZipFile(io.BytesIO(client.get(f"/jobs/{job.id}/zip/mesh.zip").data))
     exts = {n.rsplit(".", 1)[-1] for n in z.namelist()}
     assert {"obj", "mtl", "png", "glb"} <= exts
+    assert not [n for n in z.namelist() if ".hydra" in n or n.endswith(".log")]  # no run configs, no logs
+    data_dir = app.config["DATA_DIR"].encode()
+    assert not [n for n in z.namelist() if data_dir in z.read(n)]  # no server path in any file
+    assert data_dir.decode() not in page and data_dir.decode() not in job.to_public()["log_tail"]
     orbit = client.get(f"/jobs/{job.id}/files/orbit/orbit.mp4")
     assert len(iio.imread(io.BytesIO(orbit.data), extension=".mp4")) == 4
     ckpt = client.get(f"/jobs/{job.id}/files/run/checkpoints/last.ckpt")

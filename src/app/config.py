@@ -26,12 +26,17 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT_S": 2.0,  # a running job's heartbeat period
     "STALE_S": 30.0,  # a running job without a heartbeat for this long was interrupted (restart)
     "MAX_ATTEMPTS": 3,  # restarts after interruptions before a job is marked failed
+    "QUEUE_PER_USER": 5,  # jobs one user may have waiting; the queue serves users round-robin
     "PYTHON": sys.executable,  # interpreter the entry points run with
     "PROJECT_ROOT": str(PROJECT_ROOT),  # where train.py, reenact.py and conf/ live
     "EXTRA_OVERRIDES": {},  # {"train": [...], "preprocess": [...], ...}: appended to each entry point's args
     "ORBIT_FRAMES": 48,  # length of the orbit video made after training
     "HOST": "127.0.0.1",
     "PORT": 5000,
+    "LOGIN_FREE_FAILURES": 5,  # failed logins per user name before each further attempt is locked out
+    "LOGIN_LOCK_S": 30.0,  # the first lockout; it doubles with each further failure
+    "LOGIN_LOCK_MAX_S": 3600.0,  # the longest lockout
+    "PERMANENT_SESSION_LIFETIME": 12 * 3600,  # seconds a login lasts without activity (checked on the server)
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SECURE": False,  # true behind an HTTPS reverse proxy
     "SESSION_COOKIE_SAMESITE": "Lax",

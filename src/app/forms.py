@@ -6,7 +6,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import IntegerField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.fields import SelectChoice
-from wtforms.validators import DataRequired, Length, NumberRange
+from wtforms.validators import DataRequired, EqualTo, Length, NumberRange
 
 from src.app.pipeline import QUALITY, RESOLUTIONS
 
@@ -52,6 +52,18 @@ class AvatarForm(FlaskForm):
         default=1024,
     )
     submit = SubmitField("Build the avatar")
+
+
+class PasswordForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired()])
+    new = PasswordField("New password (at least 8 characters)", validators=[DataRequired(), Length(min=8)])
+    confirm = PasswordField("New password again", validators=[DataRequired(), EqualTo("new")])
+    submit = SubmitField("Change the password")
+
+
+class DeleteAccountForm(FlaskForm):
+    password = PasswordField("Your password", validators=[DataRequired()])
+    submit = SubmitField("Delete my account and all my data")
 
 
 class ActionForm(FlaskForm):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,11 @@ def contact_sheet(frames_dir: Path, out: Path, n: int = 16, thumb: int = 128) ->
     return atomic_write(out, lambda p: sheet.save(p, format="PNG"))
 
 
-def zip_tree(out: Path, base: Path, members: list[str]) -> Path:
-    """Zip ``members`` (files or folders relative to ``base``; symlinks skipped) into ``out``, atomically."""
+def zip_tree(out: Path, base: Path, members: list[str], skip: Callable[[Path], bool] | None = None) -> Path:
+    """Zip ``members`` (files or folders relative to ``base``; symlinks skipped) into ``out``, atomically.
+
+    ``skip(path relative to base)`` leaves files out (e.g. run configs and logs with server paths).
+    """
 
     def _write(tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -96,7 +100,8 @@ def zip_tree(out: Path, base: Path, members: list[str]) -> Path:
                 root = base / m
                 files = [root] if root.is_file() else sorted(root.rglob("*")) if root.is_dir() else []
                 for f in files:
-                    if f.is_file() and not f.is_symlink():
-                        zf.write(f, f.relative_to(base).as_posix())
+                    rel = f.relative_to(base)
+                    if f.is_file() and not f.is_symlink() and not (skip and skip(rel)):
+                        zf.write(f, rel.as_posix())
 
     return atomic_write(out, _write)

@@ -1,8 +1,13 @@
-"""Database tables: users, uploads (each with its subject), avatars and jobs. Ids are random UUIDs."""
+"""Database tables: users, uploads (each with its subject), avatars, jobs, login throttles and workers.
+
+Ids are random UUIDs.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from src.app.extensions import db
+from src.app.redact import redact, user_error
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 
@@ -20,6 +26,16 @@ JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 def new_id() -> str:
     """A random UUID4 string (ids are never counters)."""
     return str(uuid.uuid4())
+
+
+def new_token() -> str:
+    """A random session token (rotated at logout and on a password change)."""
+    return secrets.token_hex(16)
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex of an API token (tokens carry 256 random bits, so no salt or slow hash is needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def utcnow() -> datetime:
@@ -45,11 +61,28 @@ class User(db.Model, UserMixin):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     username: Mapped[str] = mapped_column(String(80), unique=True, nullable=False)
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    session_token: Mapped[str] = mapped_column(String(32), default=new_token, server_default="")
+    api_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
+    def get_id(self) -> str:
+        """What the session cookie holds: the id and the current session token (:meth:`revoke_sessions`)."""
+        return f"{self.id}:{self.session_token}"
+
+    def revoke_sessions(self) -> None:
+        """Invalidate every session cookie issued so far (logout, password change)."""
+        self.session_token = new_token()
+
+    def new_api_token(self) -> str:
+        """A new token for the JSON API (the old one stops working); only its SHA-256 is stored."""
+        token = "av_" + secrets.token_urlsafe(32)
+        self.api_token_hash = hash_token(token)
+        return token
+
     def set_password(self, password: str) -> None:
-        """Store a salted hash (werkzeug's scrypt) of ``password``, never the password."""
+        """Store a salted hash (werkzeug's scrypt) of ``password``, never the password; ends all sessions."""
         self.password_hash = generate_password_hash(password)
+        self.revoke_sessions()
 
     def check_password(self, password: str) -> bool:
         """Whether ``password`` matches the stored hash."""
@@ -136,10 +169,29 @@ class Job(db.Model):
             "kind": self.kind,
             "status": self.status,
             "progress": self.progress_dict,
-            "error": self.error,
+            "error": user_error(self.error),
             "note": self.note,
-            "log_tail": self.log_tail[-3000:],
+            "log_tail": redact(self.log_tail[-3000:]),
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
         }
+
+
+class LoginThrottle(db.Model):
+    """Failed logins per user name (known or not, so the answer never tells which) and the lockout."""
+
+    username: Mapped[str] = mapped_column(String(80), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class WorkerBeat(db.Model):
+    """A worker process that is alive: its heartbeat (the pages say when none is online)."""
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

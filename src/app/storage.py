@@ -34,6 +34,28 @@ def sanitize_filename(name: str, default: str = "file") -> str:
     return name[:100] or default
 
 
+def restrict_permissions(root: Path) -> int:
+    """Make the app's files readable by its own user only: umask 077 for this process and its children,
+    and group/other bits removed from everything already under ``root`` (uploads, runs, the database).
+
+    Returns:
+        How many existing files or folders had their mode narrowed.
+    """
+    os.umask(0o077)
+    changed = 0
+    root.mkdir(parents=True, exist_ok=True)
+    for base, _dirs, files in os.walk(root):
+        for path in [base, *(os.path.join(base, n) for n in files)]:
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                continue
+            if mode & 0o077 and not os.path.islink(path):
+                os.chmod(path, mode & ~0o077)
+                changed += 1
+    return changed
+
+
 def data_dir() -> Path:
     """The app's data folder (absolute, resolved)."""
     return Path(current_app.config["DATA_DIR"])

@@ -1,4 +1,4 @@
-"""Blueprints: auth (login), studio (the three steps), files (owner-only downloads), api (job status)."""
+"""Blueprints: auth (login, account), studio (the three steps), files (owner-only downloads), api (JSON)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ def owned(model, obj_id: str):
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint to ``app``."""
     from src.app.views.api import bp as api
+    from src.app.views.api import v1 as api_v1
     from src.app.views.auth import bp as auth
     from src.app.views.files import bp as files
     from src.app.views.studio import bp as studio
 
-    for bp in (auth, studio, files, api):
+    for bp in (auth, studio, files, api, api_v1):
         app.register_blueprint(bp)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, abort, request, send_file
+from flask import Blueprint, Response, abort, request, send_file
 from flask_login import login_required
 
 from src.app.media import zip_tree
 from src.app.models import Job
+from src.app.redact import redact
 from src.app.storage import job_dir, owned_file
 from src.app.views import owned
 
@@ -39,6 +40,9 @@ def download(job_id: str, relpath: str):
     """One file of a job folder; ``?dl=1`` as an attachment."""
     job = owned(Job, job_id)
     path = owned_file(job_dir(job.user_id, job.id), relpath)
+    if path.suffix == ".log":  # shown in the browser, without server paths (the file keeps them)
+        text = redact(path.read_text(errors="replace"))
+        return Response(text, mimetype="text/plain", headers={"Content-Disposition": "inline"})
     return send_file(path, as_attachment=request.args.get("dl") == "1", download_name=path.name)
 
 
@@ -57,7 +61,7 @@ def bundle(job_id: str, name: str):
             abort(404)
     out = jdir / "bundles" / name
     if not out.exists():
-        zip_tree(out, jdir, members)
+        zip_tree(out, jdir, members, skip=lambda rel: ".hydra" in rel.parts or rel.suffix == ".log")
     path = owned_file(jdir, f"bundles/{name}")
     return send_file(path, as_attachment=True, download_name=name)
 

@@ -3,58 +3,50 @@
 from __future__ import annotations
 
 import json
-import shutil
+from pathlib import Path
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from src.app import jobs
+from src.app import actions, deletion, jobs
+from src.app.deletion import BusyError
 from src.app.extensions import db
 from src.app.forms import ActionForm, AvatarForm, CrossForm, UploadForm
-from src.app.media import UploadError, check_video
-from src.app.models import Avatar, Job, JSONText, Upload
-from src.app.pipeline import QUALITY, presets
-from src.app.storage import job_dir, sanitize_filename, upload_dir
+from src.app.jobs import QueueFullError
+from src.app.media import UploadError
+from src.app.models import Avatar, Job, Upload
+from src.app.pipeline import presets
+from src.app.storage import job_dir, upload_dir
 from src.app.views import owned
 from src.app.views.files import results
 
 bp = Blueprint("studio", __name__)
 ANGLES = {"pose": ("yaw", "pitch", "roll"), "neck": ("yaw", "pitch", "roll")}
+VIEWER_JS = "vendor/model-viewer/model-viewer.min.js"  # scripts/vendor_viewer.py puts it there
+METRIC_LABELS = {
+    "psnr": "PSNR, dB (higher is closer)",
+    "ssim": "SSIM, 0-1 (higher is closer)",
+    "lpips": "LPIPS perceptual distance (lower is closer)",
+    "psnr_masked": "PSNR on the person only, dB",
+    "ssim_masked": "SSIM on the person only",
+    "lpips_masked": "LPIPS on the person only",
+    "fid": "FID (lower is closer)",
+    "csim": "identity similarity, 0-1 (higher is the same person)",
+}
+SETTING_LABELS = {
+    "family": "family",
+    "quality": "training length",
+    "resolution": "crop (px)",
+    "n_identity": "identity shapes",
+    "texture_size": "texture (px)",
+}
 
 
 def _mine(model):
     return db.session.scalars(
         select(model).where(model.user_id == current_user.id).order_by(model.created_at.desc())
     ).all()
-
-
-def _save_upload(file, purpose: str, resolution: int) -> Upload:
-    """Save an uploaded video under a random name, decode-check it, record it; UploadError if refused."""
-    up = Upload(
-        user_id=current_user.id,
-        purpose=purpose,
-        filename=sanitize_filename(file.filename, "video"),
-        stored_name="upload.bin",
-        resolution=resolution,
-    )
-    db.session.add(up)
-    db.session.flush()
-    folder = upload_dir(current_user.id, up.id)
-    folder.mkdir(parents=True, exist_ok=True)
-    raw = folder / "upload.bin"
-    try:
-        file.save(raw)
-        info = check_video(raw, current_app.config["MAX_VIDEO_SECONDS"])
-    except UploadError:
-        db.session.rollback()
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    up.stored_name = f"video.{info['ext']}"
-    raw.rename(folder / up.stored_name)
-    up.size_bytes = (folder / up.stored_name).stat().st_size
-    up.video_info = JSONText.dump(info)
-    return up
 
 
 @bp.route("/")
@@ -80,16 +72,10 @@ def upload():
     form = UploadForm()
     if form.validate_on_submit():
         try:
-            up = _save_upload(form.video.data, "subject", form.resolution.data)
-        except UploadError as e:
+            up = actions.upload_subject(current_user.id, form.video.data, form.resolution.data)
+        except (UploadError, QueueFullError) as e:
             flash(str(e), "error")
             return render_template("upload.html", form=form), 400
-        video = str(upload_dir(current_user.id, up.id) / up.stored_name)
-        job = jobs.enqueue(
-            current_user.id, "preprocess", {"video": video, "resolution": up.resolution}, upload_id=up.id
-        )
-        up.job_id = job.id
-        db.session.commit()
         return redirect(url_for("studio.upload_detail", upload_id=up.id))
     if request.method == "POST":
         return render_template("upload.html", form=form), 400
@@ -119,40 +105,24 @@ def upload_detail(upload_id: str):
 def new_avatar(upload_id: str):
     """Step 2: queue the training of an avatar on a preprocessed upload."""
     up = owned(Upload, upload_id)
-    pre = db.session.get(Job, up.job_id)
     form = AvatarForm()
-    if pre is None or pre.status != "done":
-        flash("the video is not preprocessed yet; wait for step 1 to finish", "error")
-        return redirect(url_for("studio.upload_detail", upload_id=up.id))
-    if not form.validate_on_submit() or form.quality.data not in QUALITY[form.family.data]:
+    if not form.validate_on_submit():
         flash(
             "check the avatar settings: " + "; ".join(f"{k}: {v[0]}" for k, v in form.errors.items()), "error"
         )
         return redirect(url_for("studio.upload_detail", upload_id=up.id))
-    settings = {
-        "family": form.family.data,
-        "quality": form.quality.data,
-        "resolution": up.resolution,
-        "n_identity": form.n_identity.data,
-        "texture_size": form.texture_size.data,
-    }
-    av = Avatar(
-        user_id=current_user.id,
-        upload_id=up.id,
-        name=form.name.data or "avatar",
-        family=form.family.data,
-        settings=JSONText.dump(settings),
-    )
-    db.session.add(av)
-    db.session.flush()
-    params = {
-        **settings,
-        "video": str(upload_dir(current_user.id, up.id) / up.stored_name),
-        "subject_src": str(job_dir(current_user.id, pre.id) / "subject"),
-    }
-    job = jobs.enqueue(current_user.id, "train", params, upload_id=up.id, avatar_id=av.id)
-    av.job_id = job.id
-    db.session.commit()
+    try:
+        av = actions.build_avatar(
+            up,
+            form.name.data,
+            form.family.data,
+            form.quality.data,
+            form.n_identity.data,
+            form.texture_size.data,
+        )
+    except (actions.ActionError, QueueFullError) as e:
+        flash(str(e), "error")
+        return redirect(url_for("studio.upload_detail", upload_id=up.id))
     return redirect(url_for("studio.avatar_detail", avatar_id=av.id))
 
 
@@ -162,7 +132,17 @@ def avatar_detail(avatar_id: str):
     """Step 2 progress and results: metrics, orbit video, downloads."""
     av = owned(Avatar, avatar_id)
     job = db.session.get(Job, av.job_id)
-    return render_template("avatar_detail.html", av=av, job=job, res=results(job), cancel=ActionForm())
+    viewer = Path(current_app.static_folder) / VIEWER_JS
+    return render_template(
+        "avatar_detail.html",
+        av=av,
+        job=job,
+        res=results(job),
+        cancel=ActionForm(),
+        viewer_js=url_for("static", filename=VIEWER_JS) if viewer.is_file() else None,
+        metric_labels=METRIC_LABELS,
+        setting_labels=SETTING_LABELS,
+    )
 
 
 @bp.route("/jobs/<job_id>/cancel", methods=["POST"])
@@ -216,7 +196,10 @@ def reenact(avatar_id: str):
         params = _reenact_params(av, names)
         preview = request.form.get("action") == "preview"
         params["preview"] = preview
-        jobs.enqueue(current_user.id, "reenact", params, priority=10 if preview else 0, avatar_id=av.id)
+        try:
+            jobs.enqueue(current_user.id, "reenact", params, priority=10 if preview else 0, avatar_id=av.id)
+        except QueueFullError as e:
+            flash(str(e), "error")
         return redirect(url_for("studio.reenact", avatar_id=av.id))
     renders = [j for j in _mine(Job) if j.avatar_id == av.id and j.kind in ("reenact", "cross")]
     last = next(
@@ -247,8 +230,11 @@ def cross(avatar_id: str):
         flash("choose a driving video (and wait for the avatar to finish training)", "error")
         return redirect(url_for("studio.reenact", avatar_id=av.id))
     try:
-        up = _save_upload(form.video.data, "driving", av.settings_dict.get("resolution", 256))
-    except UploadError as e:
+        jobs.ensure_room(current_user.id)
+        up = actions.save_upload(
+            current_user.id, form.video.data, "driving", av.settings_dict.get("resolution", 256)
+        )
+    except (UploadError, QueueFullError) as e:
         flash(str(e), "error")
         return redirect(url_for("studio.reenact", avatar_id=av.id))
     params = {
@@ -261,3 +247,38 @@ def cross(avatar_id: str):
     up.job_id = job.id
     db.session.commit()
     return redirect(url_for("studio.reenact", avatar_id=av.id))
+
+
+def _delete(fn, obj, what: str, back: str):
+    """Run a deletion from a page's button; flash the result."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        fn(obj)
+    except (BusyError, ValueError) as e:
+        flash(str(e), "error")
+        return redirect(back)
+    flash(f"the {what} and its files were deleted", "info")
+    return redirect(url_for("studio.index"))
+
+
+@bp.route("/uploads/<upload_id>/delete", methods=["POST"])
+@login_required
+def delete_upload(upload_id: str):
+    up = owned(Upload, upload_id)
+    back = url_for("studio.upload_detail", upload_id=up.id)
+    return _delete(deletion.delete_upload, up, "video, its avatars", back)
+
+
+@bp.route("/avatars/<avatar_id>/delete", methods=["POST"])
+@login_required
+def delete_avatar(avatar_id: str):
+    av = owned(Avatar, avatar_id)
+    return _delete(deletion.delete_avatar, av, "avatar", url_for("studio.avatar_detail", avatar_id=av.id))
+
+
+@bp.route("/jobs/<job_id>/delete", methods=["POST"])
+@login_required
+def delete_job(job_id: str):
+    job = owned(Job, job_id)
+    return _delete(deletion.delete_job, job, "job", url_for("studio.job_detail", job_id=job.id))
