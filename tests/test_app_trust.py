@@ -320,3 +320,37 @@ def test_redact_paths_tracebacks_class_names():
     msg = "/data/u/x/video.mp4: only 4 of 95 frames usable; or lower preprocess.min_frames (NoFaceError)"
     assert user_error(msg) == "video.mp4: only 4 of 95 frames usable"
     assert user_error(None) is None
+
+
+def test_training_progress_stage_labels_and_eta(tmp_path, monkeypatch):
+    """Stage labels follow the named stages step by step; the ETA is the measured step rate times the
+    steps left; once the budget is done the run is labelled as fitting and scoring held-out frames."""
+    from src.app import worker
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        "trainer: {max_steps: 30}\n"
+        "model: {stages: {shape: {steps: 5}, texture: {steps: 10}, joint: {steps: 15}}}\n"
+    )
+    csv_dir = run / "csv" / "version_0"
+    csv_dir.mkdir(parents=True)
+
+    def at(step: int, now: float, clock: dict, running: bool = True) -> dict:
+        rows = "".join(f"{s},0,0.5\n" for s in range(step + 1))
+        (csv_dir / "metrics.csv").write_text("step,epoch,train/loss\n" + rows)
+        monkeypatch.setattr(worker.time, "time", lambda: now)
+        return worker.training_progress(tmp_path, clock, running)
+
+    clock: dict = {}
+    first = at(0, 100.0, clock)
+    assert (first["done"], first["stage"], "eta_s" in first) == (1, "shape", False)  # no rate measured yet
+    expect = {1: "shape", 5: "shape", 6: "texture", 15: "texture", 16: "joint", 29: "joint"}
+    for done, stage in expect.items():
+        p = at(done - 1, 100.0 + 2.0 * (done - 1), clock)  # 2 s per step after the first
+        assert p["stage"] == stage, (done, p)
+        if done > 1:
+            assert p["eta_s"] == round(2.0 * (30 - done))
+    end = at(29, 160.0, clock)
+    assert end["stage"] == "held-out fit and scoring" and "eta_s" not in end
+    assert at(29, 170.0, clock, running=False)["stage"] == "joint"

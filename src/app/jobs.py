@@ -211,3 +211,29 @@ def worker_online() -> bool:
     return (
         db.session.scalar(select(WorkerBeat.id).where(WorkerBeat.heartbeat_at >= limit).limit(1)) is not None
     )
+
+
+def typical_minutes() -> dict[str, dict[str, float]]:
+    """How long finished trainings took on this server: ``{family: {quality: median minutes}}``.
+
+    Taken from the database's finished training jobs (queue time excluded), so the estimate is this
+    server's own, GPU or CPU; empty until a training of that kind has finished here.
+    """
+    rows = db.session.execute(
+        select(Job.params, Job.started_at, Job.finished_at).where(
+            Job.kind == "train",
+            Job.status == "done",
+            Job.started_at.is_not(None),
+            Job.finished_at.is_not(None),
+        )
+    ).all()
+    times: dict[tuple[str, str], list[float]] = {}
+    for params, started, finished in rows:
+        p = JSONText.load(params)
+        key = (str(p.get("family", "")), str(p.get("quality", "")))
+        times.setdefault(key, []).append((finished - started).total_seconds() / 60)
+    out: dict[str, dict[str, float]] = {}
+    for (family, quality), values in times.items():
+        values.sort()
+        out.setdefault(family, {})[quality] = round(values[len(values) // 2], 1)
+    return out

@@ -73,8 +73,20 @@ def training_budget(run: Path) -> dict[str, Any]:
     return {"unit": "epoch", "total": int(max_epochs)} if max_epochs not in (None, -1) else {}
 
 
-def training_progress(p: dict[str, Any], jdir: Path, started: float) -> dict[str, Any]:
-    """Steps (or epochs) done of the run's budget, loss, stage, ETA and the latest validation image."""
+def training_progress(jdir: Path, clock: dict[str, float], running: bool = True) -> dict[str, Any]:
+    """Steps (or epochs) done of the run's budget, loss, stage, ETA and the latest validation image.
+
+    Args:
+        jdir: the job folder (its ``run/`` is the training run).
+        clock: kept by the caller across calls: the time and count of the first progress seen, so the ETA
+            comes from the measured rate of steps (start-up, data loading and the first step's warm-up
+            excluded), not from the time since the process started.
+        running: the run is still going (once its budget is done it is fitting and scoring held-out frames).
+
+    Returns:
+        ``unit``, ``total``, ``done``, ``stage`` (a named stage; ``held-out fit and scoring`` once the budget
+        is done and the run tests), ``eta_s`` (while steps remain), ``loss``, ``val_image``.
+    """
     run = jdir / "run"
     budget = training_budget(run)
     out: dict[str, Any] = {}
@@ -86,7 +98,7 @@ def training_progress(p: dict[str, Any], jdir: Path, started: float) -> dict[str
         total, unit = budget["total"], budget["unit"]
         out.update(unit=unit, total=total)
         col = "step" if unit == "step" else "epoch"
-        seen = [int(r[col]) for r in rows if r.get(col) and r.get("train/loss")]
+        seen = [int(float(r[col])) for r in rows if r.get(col) and r.get("train/loss")]
         if seen:
             done = min(max(seen) + 1, total)  # 0-based step/epoch of the latest training row
             out["done"] = done
@@ -96,8 +108,14 @@ def training_progress(p: dict[str, Any], jdir: Path, started: float) -> dict[str
                 start += steps
                 if done <= start:
                     break
-            if 0 < done < total:
-                out["eta_s"] = round((time.time() - started) / done * (total - done))
+            now = time.time()
+            if "t0" not in clock:
+                clock.update(t0=now, done0=done)
+            if done >= total and running:
+                out["stage"] = "held-out fit and scoring"
+            elif done > clock["done0"]:
+                rate = (now - clock["t0"]) / (done - clock["done0"])
+                out["eta_s"] = round(rate * (total - done))
     losses = [r for r in rows if r.get("train/loss")]
     if losses:
         out["loss"] = round(float(losses[-1]["train/loss"]), 5)
@@ -212,6 +230,7 @@ class Worker:
             if i < done:
                 continue
             progress.update(step=step["name"], step_index=i + 1, n_steps=len(steps))
+            progress.pop("eta_s", None)  # an estimate belongs to its step
             job.progress = JSONText.dump(progress)
             db.session.commit()
             if "call" in step:
@@ -248,7 +267,7 @@ class Worker:
             )
         job.pid = proc.pid
         db.session.commit()
-        started, last_beat = time.time(), 0.0
+        last_beat, clock = 0.0, {}
         while proc.poll() is None:
             time.sleep(0.5)
             if time.time() - last_beat < cfg["HEARTBEAT_S"]:
@@ -262,12 +281,14 @@ class Worker:
                 self._terminate(proc)
                 return "queued", None
             if step["name"] == "train":
-                progress.update(training_progress(job.params_dict, jdir, started))
+                progress.pop("eta_s", None)  # only a fresh estimate is shown
+                progress.update(training_progress(jdir, clock))
                 job.progress = JSONText.dump(progress)
             job.heartbeat_at, job.log_tail = utcnow(), redact(read_tail(logfile))
             db.session.commit()
         if step["name"] == "train":
-            progress.update(training_progress(job.params_dict, jdir, started))
+            progress.update(training_progress(jdir, clock, running=False))
+            progress.pop("eta_s", None)
         if proc.returncode != 0:
             text = read_tail(logfile, 20000)
             reason = (

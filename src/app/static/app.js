@@ -6,6 +6,21 @@
     const m = Math.floor(s / 60), r = Math.round(s % 60);
     return "ETA " + (m ? m + " min " : "") + r + " s";
   }
+  // tell the person when a job they are watching ends (if they allowed notifications)
+  function notify(j) {
+    const what = { preprocess: "Preprocessing", train: "Your avatar", reenact: "The render", cross: "The reenactment" }[j.kind] || "The job";
+    const text = what + (j.status === "done" ? " is ready" : " " + j.status);
+    try { sessionStorage.setItem("avatar-notice", text); } catch (e) { /* private mode */ }
+    if (window.Notification && Notification.permission === "granted") new Notification("Avatar studio", { body: text });
+  }
+  try {
+    const notice = sessionStorage.getItem("avatar-notice");
+    if (notice) { document.title = notice + " - " + document.title; sessionStorage.removeItem("avatar-notice"); }
+  } catch (e) { /* private mode */ }
+  document.querySelectorAll("form#avatar-form, form.ask-notify").forEach((f) =>
+    f.addEventListener("submit", () => {
+      if (window.Notification && Notification.permission === "default") Notification.requestPermission();
+    }));
   function poll(card) {
     const id = card.dataset.job;
     fetch("/api/jobs/" + id, { credentials: "same-origin" })
@@ -25,7 +40,10 @@
         const img = card.querySelector(".job-valimg");
         if (p.val_image) { img.src = "/jobs/" + id + "/files/" + p.val_image + "?t=" + Date.now(); img.hidden = false; }
         if (["done", "failed", "cancelled"].includes(j.status)) {
-          if (card.dataset.status !== j.status) window.location.reload();
+          if (card.dataset.status !== j.status) {
+            notify(j);
+            window.location.reload();
+          }
         } else {
           setTimeout(() => poll(card), 2000);
         }

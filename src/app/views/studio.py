@@ -97,6 +97,7 @@ def upload_detail(upload_id: str):
         summary=results(job),
         form=form,
         avatars=[a for a in _mine(Avatar) if a.upload_id == up.id],
+        typical=jobs.typical_minutes(),
     )
 
 
