@@ -25,9 +25,10 @@ import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 import numpy as np
 import torch
 
-from bench.bench_render import max_rss_mb, timed, write_json_atomic
+from bench.bench_render import max_rss_mb, timed
 from src.pretrained.dlib_face import DlibFaceNet, find_model_file
 from src.pretrained.face_align import align_face_chips
+from src.utils.io import write_json
 
 OUT = Path(__file__).resolve().parent / "results"
 IMAGE = Path(__file__).resolve().parents[2] / "shared" / "assets" / "videos" / "single_face.jpg"
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
         "max_rss_mb": max_rss_mb(),
     }  # fmt: skip
-    write_json_atomic(OUT / f"dlib_face_{device.type}.json", payload)
+    write_json(OUT / f"dlib_face_{device.type}.json", payload)
 
 
 if __name__ == "__main__":

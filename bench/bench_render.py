@@ -15,7 +15,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -28,6 +27,7 @@ import torch
 
 from src.render import Cameras, MeshRenderer, intrinsics_from_fov, look_at, rasterize, sh_ambient
 from src.utils.assets import find_asset
+from src.utils.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,15 +129,6 @@ def markdown(rows: list[dict], device: str) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
@@ -186,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "results": rows,
     }
-    write_json_atomic(out_path, payload)
+    write_json(out_path, payload)
     print()
     print(markdown(rows, args.device))
     print(f"\nwrote {out_path}")

@@ -25,10 +25,11 @@ import src.utils.compat  # noqa: F401  (torchvision shim before Lightning)
 import hydra
 import torch
 
-from bench.bench_render import max_rss_mb, timed, write_json_atomic
+from bench.bench_render import max_rss_mb, timed
 from src.core.outputs import Batch, Out
 from src.core.subject import SubjectData
 from src.render import intrinsics_from_fov, look_at
+from src.utils.io import write_json
 from tests.helpers import compose_train
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         "timestamp": datetime.now().isoformat(timespec="seconds"), "results": rows,
     }  # fmt: skip
     out = args.out or OUT / f"selfie_{device.type}.json"
-    write_json_atomic(out, payload)
+    write_json(out, payload)
     print(f"written {out}")
 
 

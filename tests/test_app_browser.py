@@ -156,6 +156,7 @@ def test_three_steps_in_a_browser(live):
         page.goto(f"{live}/")
         job_link = 'document.querySelector(\'a[href^="/jobs/"]:not([href*="/files/"])\').href'
         pages.append(page.evaluate(job_link))
+        pages.append(page.evaluate("document.querySelector('a[href^=\"/uploads/\"]').href"))
 
         phone = browser.new_page(viewport={"width": 390, "height": 844})
         phone.context.add_cookies(page.context.cookies())

@@ -61,7 +61,7 @@ def test_training_results_and_downloads(flow):  # noqa: F811
     data_dir = app.config["DATA_DIR"].encode()
     assert not [n for n in z.namelist() if data_dir in z.read(n)]  # no server path in any file
     assert data_dir.decode() not in page and data_dir.decode() not in job.to_public()["log_tail"]
-    estimate = client.get(f"/uploads/{flow['upload_id']}").get_data(as_text=True)
+    estimate = " ".join(client.get(f"/uploads/{flow['upload_id']}").get_data(as_text=True).split())
     assert "Typical training times on this server: mesh tiny about" in estimate  # measured here, not guessed
     orbit = client.get(f"/jobs/{job.id}/files/orbit/orbit.mp4")
     assert len(iio.imread(io.BytesIO(orbit.data), extension=".mp4")) == 4
