@@ -162,31 +162,10 @@ def test_worker_killed_during_training_resumes_from_checkpoint(tmp_path):
         / "checkpoints"
         / "last.ckpt"
     )
-    import socket
-
-    from src.app.procs import pid_alive
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = start_worker(tmp_path, tmp_path / "run.log", ("run", "--port", str(port)))  # supervised
+    server = start_worker(tmp_path, tmp_path / "run.log", ("run", "--port", str(_free_port())))  # supervised
     try:
         wait_for(ckpt.exists, 900, "the first checkpoint")
-        train_pid = job_of(app, job_id).pid
-        (old_worker,) = _beats(app)
-        os.kill(old_worker[1], signal.SIGKILL)
-        killed = time.time()
-        wait_for(lambda: [b for b in _beats(app) if b[1] != old_worker[1]], 10, "a new worker")
-        assert time.time() - killed < 10
-        wait_for(lambda: not pid_alive(train_pid), 5, "the orphaned train.py to die with its worker")
-
-        def finished():
-            j = job_of(app, job_id)
-            if j.pid and j.pid != train_pid:
-                assert not pid_alive(train_pid)  # never two train.py of this job at once
-            return j.finished and j
-
-        job = wait_for(finished, 1200, "the job to finish")
+        job, _ = _kill_supervised_worker(app, job_id, job_of(app, job_id).pid, 1200)
     finally:
         server.terminate()
         server.wait(60)
@@ -237,53 +216,63 @@ def _beats(app) -> list[tuple[str, int]]:
         return [(b.id, b.pid) for b in db.session.scalars(db.select(WorkerBeat)).all()]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kill_supervised_worker(app, job_id: str, step_pid: int, finish_s: float):
+    """kill -9 the only worker of ``python -m src.app``: a new one must be online within 10 s, the job's
+    step ``step_pid`` must die with its worker, and no later attempt may run while it lives (pids).
+
+    Returns:
+        (the finished job, seconds until the new worker was online).
+    """
+    from src.app.procs import pid_alive
+
+    (old_worker,) = _beats(app)
+    os.kill(old_worker[1], signal.SIGKILL)
+    killed = time.time()
+    new = wait_for(lambda: [b for b in _beats(app) if b[1] != old_worker[1]], 10, "a new worker")
+    back_s = time.time() - killed
+    assert back_s < 10 and pid_alive(new[0][1])
+    wait_for(lambda: not pid_alive(step_pid), 5, "the orphaned step to die with its worker")
+
+    def finished():
+        j = job_of(app, job_id)
+        if j.pid and j.pid != step_pid:
+            assert not pid_alive(step_pid)  # never two attempts at once
+        return j.finished and j
+
+    return wait_for(finished, finish_s, "the job to finish"), back_s
+
+
 def test_supervised_worker_comes_back_and_the_job_never_overlaps(tmp_path):
     """``python -m src.app`` (web + supervised worker): kill -9 of the worker mid-step. A new worker is
     online within 10 s without anyone starting it, the orphaned step died with its worker, and the job's
     next attempt starts only after the old process is gone (checked by pids), then finishes."""
-    import socket
-
-    from src.app.procs import pid_alive
-
     app = make_app(tmp_path)
     assert upload(login(app, "alice"), VIDEOS / "single_face.mp4").status_code == 302
     job_id = last_job(app, "preprocess").id
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = start_worker(tmp_path, tmp_path / "run.log", ("run", "--port", str(port)))
+    server = start_worker(tmp_path, tmp_path / "run.log", ("run", "--port", str(_free_port())))
     try:
-        job = wait_for(
+        tracking = wait_for(
             lambda: (j := job_of(app, job_id)).progress_dict.get("step") == "tracking" and j.pid and j,
             600,
             "tracking",
         )
-        old_step_pid = job.pid
-        (old_worker,) = _beats(app)
         time.sleep(1.0)
-        os.kill(old_worker[1], signal.SIGKILL)
-        killed = time.time()
-        new = wait_for(lambda: [b for b in _beats(app) if b[1] != old_worker[1]], 10, "a new worker")
-        back_s = time.time() - killed
-        assert back_s < 10 and pid_alive(new[0][1])
-        art = ROOT / "tests" / "artifacts"
-        art.mkdir(exist_ok=True)
-        (art / "worker_restart.json").write_text(json.dumps({"new_worker_online_s": round(back_s, 2)}))
+        job, back_s = _kill_supervised_worker(app, job_id, tracking.pid, 600)
         assert server.poll() is None  # the web app kept serving
-        wait_for(lambda: not pid_alive(old_step_pid), 5, "the orphaned step to die with its worker")
-        seen_pids = set()
-
-        def finished():
-            j = job_of(app, job_id)
-            if j.pid and j.pid != old_step_pid:
-                seen_pids.add(j.pid)
-                assert not pid_alive(old_step_pid)  # never two attempts at once
-            return j.finished and j
-
-        job = wait_for(finished, 600, "the job to finish")
     finally:
         server.terminate()
         server.wait(60)
+    art = ROOT / "tests" / "artifacts"
+    art.mkdir(exist_ok=True)
+    (art / "worker_restart.json").write_text(json.dumps({"new_worker_online_s": round(back_s, 2)}))
     assert job.status == "done", (job.error, job.log_tail)
     assert job.attempts == 2 and "interrupted by a server restart" in job.note
     log = (tmp_path / "users" / job.user_id / "jobs" / job.id / "job.log").read_text()

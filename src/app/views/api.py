@@ -137,6 +137,17 @@ def _avatar(av: Avatar) -> dict:
     }
 
 
+def _create(make, describe):
+    """Run an action that queues a job: 201 with the new thing, 400 if refused, 429 if the queue is full."""
+    try:
+        obj = make()
+    except (UploadError, actions.ActionError) as e:
+        return _error(400, str(e))
+    except QueueFullError as e:
+        return _error(429, str(e))
+    return jsonify(describe(obj)), 201
+
+
 def _delete(fn, obj):
     try:
         fn(obj)
@@ -186,13 +197,7 @@ def create_upload():
         resolution = int(request.form.get("resolution", 256))
     except ValueError:
         return _error(400, f"resolution is one of {', '.join(map(str, RESOLUTIONS))}")
-    try:
-        up = actions.upload_subject(g.api_user.id, file, resolution)
-    except UploadError as e:
-        return _error(400, str(e))
-    except QueueFullError as e:
-        return _error(429, str(e))
-    return jsonify(_upload(up)), 201
+    return _create(lambda: actions.upload_subject(g.api_user.id, file, resolution), _upload)
 
 
 @v1.get("/uploads/<upload_id>")
@@ -213,21 +218,12 @@ def create_avatar(upload_id: str):
     up = _mine(Upload, upload_id)
     body = request.get_json(silent=True) or {}
     try:
-        av = actions.build_avatar(
-            up,
-            str(body.get("name", "avatar"))[:120],
-            str(body.get("family", "mesh")),
-            str(body.get("quality", "standard")),
-            int(body.get("n_identity", 100)),
-            int(body.get("texture_size", 1024)),
-        )
-    except (actions.ActionError, TypeError, ValueError) as e:
-        return _error(
-            400, str(e) if isinstance(e, actions.ActionError) else "n_identity and texture_size are numbers"
-        )
-    except QueueFullError as e:
-        return _error(429, str(e))
-    return jsonify(_avatar(av)), 201
+        n_identity, texture_size = int(body.get("n_identity", 100)), int(body.get("texture_size", 1024))
+    except (TypeError, ValueError):
+        return _error(400, "n_identity and texture_size are numbers")
+    name, family = str(body.get("name", "avatar"))[:120], str(body.get("family", "mesh"))
+    quality = str(body.get("quality", "standard"))
+    return _create(lambda: actions.build_avatar(up, name, family, quality, n_identity, texture_size), _avatar)
 
 
 @v1.get("/avatars/<avatar_id>")
