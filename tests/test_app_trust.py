@@ -355,3 +355,25 @@ def test_training_progress_stage_labels_and_eta(tmp_path, monkeypatch):
     end = at(29, 160.0, clock)
     assert end["stage"] == "held-out fit and scoring" and "eta_s" not in end
     assert at(29, 170.0, clock, running=False)["stage"] == "joint"
+
+
+def test_recovery_never_takes_the_callers_own_jobs(tmp_path):
+    """A worker whose heartbeat is late (a busy machine) keeps its job; another worker's stale job is taken,
+    and a job of a dead worker on this host is taken at once, heartbeat or not."""
+    import socket
+
+    from src.app import jobs
+    from src.app.models import utcnow
+
+    app = make_app(tmp_path, users=("alice",))
+    with app.app_context():
+        uid = db.session.scalar(select(User.id))
+        host = socket.gethostname()
+        mine, theirs, dead = (jobs.enqueue(uid, "reenact", {}) for _ in range(3))
+        for job, worker_id in ((mine, "me"), (theirs, "other"), (dead, f"{host}:999999999:abc")):
+            job.status, job.worker_id = "running", worker_id
+            job.heartbeat_at = utcnow() - timedelta(seconds=3600 if job is not dead else 0)
+        db.session.commit()
+        changed = {j.id for j in jobs.recover_stale(own="me")}
+        assert changed == {theirs.id, dead.id}
+        assert db.session.get(Job, mine.id).status == "running"

@@ -153,11 +153,13 @@ def _stop_orphan(job: Job) -> None:
         stop_group(job.pid)
 
 
-def recover_stale(stale_s: float | None = None) -> list[Job]:
+def recover_stale(stale_s: float | None = None, own: str | None = None) -> list[Job]:
     """Jobs left ``running`` by a worker that stopped: requeue or fail them.
 
     A worker has stopped when its job has had no heartbeat for ``STALE_S``, or at once when the worker
     ran on this host and its process is gone (a worker restarted after ``kill -9`` recovers right away).
+    The jobs of worker ``own`` (the caller) are never taken: it is alive, only its heartbeat is late
+    (a machine so busy that a heartbeat waits longer than ``STALE_S``).
 
     A training job with a ``last.ckpt`` is queued again and resumes from it; one without a checkpoint is
     marked failed with the reason. Preprocessing resumes from its own cache, renders restart; after
@@ -170,6 +172,7 @@ def recover_stale(stale_s: float | None = None) -> list[Job]:
     stale_s = cfg["STALE_S"] if stale_s is None else stale_s
     limit = utcnow() - timedelta(seconds=stale_s)
     running = db.session.scalars(select(Job).where(Job.status == "running")).all()
+    running = [j for j in running if own is None or j.worker_id != own]
     stale = [
         j
         for j in running

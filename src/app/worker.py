@@ -150,7 +150,7 @@ class Worker:
                     self.beat()
                     last_beat = time.time()
                 if time.time() - last_recover > cfg["STALE_S"] / 2:
-                    for job in jobs.recover_stale():
+                    for job in jobs.recover_stale(own=self.id):
                         log.warning(
                             "job %s was interrupted: now %s (%s)", job.id, job.status, job.error or job.note
                         )
