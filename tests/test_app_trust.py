@@ -377,3 +377,15 @@ def test_recovery_never_takes_the_callers_own_jobs(tmp_path):
         changed = {j.id for j in jobs.recover_stale(own="me")}
         assert changed == {theirs.id, dead.id}
         assert db.session.get(Job, mine.id).status == "running"
+
+
+def test_half_written_run_files_never_fail_the_job(tmp_path):
+    from src.app import worker
+
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "config.yaml").write_text(
+        "trainer: {max_steps: 30}\nmodel:\n  stages: {a: [1,\n"
+    )
+    with pytest.raises(Exception):  # noqa: B017  (what a train.py rewriting its config leaves for a moment)
+        worker.training_progress(tmp_path, {})
+    assert worker.safe_progress(tmp_path, {}) == {}

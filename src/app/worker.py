@@ -125,6 +125,16 @@ def training_progress(jdir: Path, clock: dict[str, float], running: bool = True)
     return out
 
 
+def safe_progress(jdir: Path, clock: dict[str, float], running: bool = True) -> dict[str, Any]:
+    """:func:`training_progress`, or {} while the run's files are half-written (the run rewrites its
+    config and metrics as it goes; a progress report must never fail the job)."""
+    try:
+        return training_progress(jdir, clock, running)
+    except Exception as e:  # a partial YAML or CSV line: report again at the next heartbeat
+        log.debug("progress of %s not readable yet: %s", jdir.name, e)
+        return {}
+
+
 class Worker:
     """Runs queued jobs of the app's database.
 
@@ -282,12 +292,12 @@ class Worker:
                 return "queued", None
             if step["name"] == "train":
                 progress.pop("eta_s", None)  # only a fresh estimate is shown
-                progress.update(training_progress(jdir, clock))
+                progress.update(safe_progress(jdir, clock))
                 job.progress = JSONText.dump(progress)
             job.heartbeat_at, job.log_tail = utcnow(), redact(read_tail(logfile))
             db.session.commit()
         if step["name"] == "train":
-            progress.update(training_progress(jdir, clock, running=False))
+            progress.update(safe_progress(jdir, clock, running=False))
             progress.pop("eta_s", None)
         if proc.returncode != 0:
             text = read_tail(logfile, 20000)
