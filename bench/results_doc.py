@@ -130,7 +130,8 @@ def real_video_tables(summary_only: bool = False) -> list[str]:
         command = "python -m bench.bench_real --families " + family
         if fam.get("overrides"):
             command += " -- " + " ".join(fam["overrides"])
-        rows = [("mean", fam["mean"]), ("worst", fam["worst"])]
+        n = len(fam["per_person"])
+        rows = [(f"mean of {n}", fam["mean"]), (f"worst of {n}", fam["worst"])]  # people measured so far
         if not summary_only:
             rows = list(fam["per_person"].items()) + rows
         out += [
