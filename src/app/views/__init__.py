@@ -8,10 +8,11 @@ from flask_login import current_user
 from src.app.extensions import db
 
 
-def owned(model, obj_id: str):
-    """The row ``obj_id`` of ``model`` if the logged-in user owns it; 404 otherwise (no hint it exists)."""
+def owned(model, obj_id: str, user_id: str | None = None):
+    """The row ``obj_id`` of ``model`` if ``user_id`` (default: the logged-in user) owns it; 404 otherwise
+    (no hint it exists)."""
     obj = db.session.get(model, obj_id) if obj_id and len(obj_id) <= 36 else None
-    if obj is None or obj.user_id != current_user.id:
+    if obj is None or obj.user_id != (user_id or current_user.id):
         abort(404)
     return obj
 

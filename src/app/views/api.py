@@ -19,7 +19,6 @@ page), never with the session cookie, so it needs no CSRF token; every answer is
 from __future__ import annotations
 
 import functools
-import json
 
 from flask import Blueprint, abort, g, jsonify, request, send_file, url_for
 from flask_login import login_required
@@ -35,6 +34,7 @@ from src.app.models import Avatar, Job, Upload, User, hash_token
 from src.app.pipeline import RESOLUTIONS
 from src.app.storage import job_dir, owned_file
 from src.app.views import owned
+from src.app.views.files import results
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 v1 = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -80,10 +80,7 @@ def token_required(view):
 
 
 def _mine(model, obj_id: str):
-    obj = db.session.get(model, obj_id) if obj_id and len(obj_id) <= 36 else None
-    if obj is None or obj.user_id != g.api_user.id:
-        abort(404)
-    return obj
+    return owned(model, obj_id, g.api_user.id)
 
 
 def _job(job: Job | None) -> dict | None:
@@ -97,17 +94,15 @@ def _job(job: Job | None) -> dict | None:
 def _results(job: Job | None) -> dict:
     if job is None or job.status != "done":
         return {}
-    for name in ("results.json", "summary.json"):
-        path = job_dir(job.user_id, job.id) / name
-        if path.is_file():
-            res = json.loads(path.read_text())
-            files = {
-                k: url_for("api_v1.job_file", job_id=job.id, relpath=v)
-                for k, v in (res.get("files") or {}).items()
-                if isinstance(v, str)
-            }
-            return {**{k: v for k, v in res.items() if k != "files"}, "files": files}
-    return {}
+    res = results(job)
+    if not res:
+        return {}
+    files = {
+        k: url_for("api_v1.job_file", job_id=job.id, relpath=v)
+        for k, v in (res.get("files") or {}).items()
+        if isinstance(v, str)
+    }
+    return {**{k: v for k, v in res.items() if k != "files"}, "files": files}
 
 
 def _upload(up: Upload) -> dict:
